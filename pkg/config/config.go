@@ -1,0 +1,368 @@
+// Package config loads posthorn's one configuration file, /etc/posthorn/posthorn.toml.
+//
+// Every setting has a default that matches what a Debian admin coming from
+// Postfix and Dovecot expects (Postfix's main.cf defaults where one exists).
+// Relative paths in the file are relative to the folder that holds the file,
+// so a development configuration can live in the repository and point at
+// ./run/ without knowing where the checkout is.
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// DefaultPath is where the installed system reads its configuration.
+const DefaultPath = "/etc/posthorn/posthorn.toml"
+
+// EnvPath names the environment variable every command honours, as
+// POSTHORN_CONFIG=/path/to/posthorn.toml.
+const EnvPath = "POSTHORN_CONFIG"
+
+// Config is the whole configuration. Field tags are the TOML keys.
+type Config struct {
+	// Path is the absolute path the configuration was read from.
+	Path string `toml:"-"`
+
+	// Hostname is Postfix's myhostname: the name in the SMTP greeting,
+	// Received: headers and Maildir file names.
+	Hostname string `toml:"hostname"`
+	// LocalDomains is Postfix's mydestination: domains whose recipients are
+	// system users (and aliases). "$hostname" and "localhost" are the default.
+	LocalDomains []string `toml:"local_domains"`
+	// MailOwner is the user every unprivileged daemon runs as (Postfix's
+	// mail_owner). Empty: the user who started master, unchanged.
+	MailOwner string `toml:"mail_owner"`
+	// SpoolDir holds the queue (DESIGN §2).
+	SpoolDir string `toml:"spool_directory"`
+	// StateDir holds data that is not queue: the generated certificate, caches.
+	StateDir string `toml:"state_directory"`
+	// DaemonDir is where master finds the daemon programs.
+	DaemonDir string `toml:"daemon_directory"`
+	// AliasFile is the aliases(5) file resolved for local domains.
+	AliasFile string `toml:"alias_file"`
+	// RecipientDelimiter separates a user from an extension (alice+lists).
+	// Empty disables subaddressing.
+	RecipientDelimiter string `toml:"recipient_delimiter"`
+	// MessageSizeLimit is the largest message accepted, in bytes.
+	MessageSizeLimit int64 `toml:"message_size_limit"`
+
+	Log     Log     `toml:"log"`
+	SMTPD   SMTPD   `toml:"smtpd"`
+	Queue   Queue   `toml:"queue"`
+	Local   Local   `toml:"local"`
+	Virtual Virtual `toml:"virtual"`
+	TLS     TLS     `toml:"tls"`
+	Master  Master  `toml:"master"`
+}
+
+// Log selects where the daemons log.
+type Log struct {
+	// Target is "stderr" (journald, make run) or "syslog" (facility mail).
+	Target string `toml:"target"`
+	// SyslogName is the first part of every tag: posthorn/smtpd[PID].
+	SyslogName string `toml:"syslog_name"`
+}
+
+// SMTPD configures the SMTP server.
+type SMTPD struct {
+	// Listen are the addresses of the MX service (port 25).
+	Listen []string `toml:"listen"`
+	// Banner follows the 220 code; Postfix's "$myhostname ESMTP $mail_name".
+	Banner string `toml:"banner"`
+	// RecipientLimit is smtpd_recipient_limit.
+	RecipientLimit int `toml:"recipient_limit"`
+	// HardErrorLimit is smtpd_hard_error_limit: errors before disconnect.
+	HardErrorLimit int `toml:"hard_error_limit"`
+	// JunkCommandLimit is smtpd_junk_command_limit (NOOP, RSET, VRFY, HELP...).
+	JunkCommandLimit int `toml:"junk_command_limit"`
+	// Timeout is smtpd_timeout: how long one command or data read may take.
+	Timeout Duration `toml:"timeout"`
+	// LineLengthLimit is line_length_limit for command lines.
+	LineLengthLimit int `toml:"line_length_limit"`
+	// HeaderSizeLimit is header_size_limit: the largest single header.
+	HeaderSizeLimit int `toml:"header_size_limit"`
+	// HopCountLimit is hopcount_limit: Received: headers before a loop is declared.
+	HopCountLimit int `toml:"hopcount_limit"`
+	// ProcessLimit caps concurrent SMTP sessions (default_process_limit).
+	ProcessLimit int `toml:"process_limit"`
+	// RelayNetworks (mynetworks) may relay without authentication.
+	// Empty by default: only authenticated users relay.
+	RelayNetworks []string `toml:"relay_networks"`
+}
+
+// Queue configures qmgr (Postfix's defaults).
+type Queue struct {
+	RunDelay         Duration `toml:"queue_run_delay"`
+	MinimalBackoff   Duration `toml:"minimal_backoff_time"`
+	MaximalBackoff   Duration `toml:"maximal_backoff_time"`
+	MaximalLifetime  Duration `toml:"maximal_queue_lifetime"`
+	BounceLifetime   Duration `toml:"bounce_queue_lifetime"`
+	LocalConcurrency int      `toml:"local_concurrency"`
+}
+
+// Local configures delivery to system users.
+type Local struct {
+	// HomeMailbox is Postfix's home_mailbox: "Maildir/" delivers to
+	// ~/Maildir/. Empty selects mbox in MailSpoolDir (Debian's default).
+	HomeMailbox string `toml:"home_mailbox"`
+	// MailSpoolDir is where mbox files live (/var/mail).
+	MailSpoolDir string `toml:"mail_spool_directory"`
+	// DeliveryUser is who the local daemon runs as; it needs root to
+	// become each mailbox owner. Empty: the user who started master.
+	DeliveryUser string `toml:"delivery_user"`
+}
+
+// Virtual configures mailboxes that belong to no system user.
+type Virtual struct {
+	// Domains hold virtual users only.
+	Domains []string `toml:"domains"`
+	// UsersFile is a Dovecot passwd-file: user@domain:{SCHEME}hash:...
+	UsersFile string `toml:"users_file"`
+	// Mailbox is the Maildir of a virtual user, with Dovecot's variables
+	// %d (domain), %n (user without domain) and %u (user@domain).
+	Mailbox string `toml:"mailbox"`
+	// User and Group own every virtual mailbox (vmail). Empty: the user
+	// who started master.
+	User  string `toml:"user"`
+	Group string `toml:"group"`
+}
+
+// TLS names the certificate used by every TLS service.
+type TLS struct {
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+	// Generate creates a self-signed pair at the paths above when missing.
+	Generate bool `toml:"generate"`
+}
+
+// Master configures supervision.
+type Master struct {
+	// StopGrace is how long deliveries in flight may take at shutdown.
+	StopGrace Duration `toml:"stop_grace"`
+}
+
+// Defaults returns the configuration an empty file gives.
+func Defaults() *Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "localhost"
+	}
+	return &Config{
+		Hostname:           host,
+		LocalDomains:       []string{"$hostname", "localhost"},
+		MailOwner:          "posthorn",
+		SpoolDir:           "/var/spool/posthorn",
+		StateDir:           "/var/lib/posthorn",
+		DaemonDir:          "/usr/lib/posthorn",
+		AliasFile:          "/etc/aliases",
+		RecipientDelimiter: "+",
+		MessageSizeLimit:   10240000,
+		Log:                Log{Target: "stderr", SyslogName: "posthorn"},
+		SMTPD: SMTPD{
+			Listen:           []string{"0.0.0.0:25", "[::]:25"},
+			Banner:           "$hostname ESMTP posthorn",
+			RecipientLimit:   1000,
+			HardErrorLimit:   20,
+			JunkCommandLimit: 100,
+			Timeout:          Duration(300 * time.Second),
+			LineLengthLimit:  2048,
+			HeaderSizeLimit:  102400,
+			HopCountLimit:    50,
+			ProcessLimit:     100,
+		},
+		Queue: Queue{
+			RunDelay:         Duration(300 * time.Second),
+			MinimalBackoff:   Duration(300 * time.Second),
+			MaximalBackoff:   Duration(4000 * time.Second),
+			MaximalLifetime:  Duration(5 * 24 * time.Hour),
+			BounceLifetime:   Duration(5 * 24 * time.Hour),
+			LocalConcurrency: 20,
+		},
+		Local: Local{
+			HomeMailbox:  "",
+			MailSpoolDir: "/var/mail",
+			DeliveryUser: "root",
+		},
+		Virtual: Virtual{
+			UsersFile: "/etc/posthorn/users",
+			Mailbox:   "/var/vmail/%d/%n/Maildir",
+			User:      "vmail",
+			Group:     "vmail",
+		},
+		TLS: TLS{
+			CertFile: "/etc/ssl/certs/ssl-cert-snakeoil.pem",
+			KeyFile:  "/etc/ssl/private/ssl-cert-snakeoil.key",
+		},
+		Master: Master{StopGrace: Duration(30 * time.Second)},
+	}
+}
+
+// PathFromEnv returns the configuration path a command uses when it was
+// given none: $POSTHORN_CONFIG, else DefaultPath.
+func PathFromEnv() string {
+	if p := os.Getenv(EnvPath); p != "" {
+		return p
+	}
+	return DefaultPath
+}
+
+// Load reads the file at path over the defaults. Unknown keys are an error,
+// so a typo never silently falls back to a default.
+func Load(path string) (*Config, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	c := Defaults()
+	md, err := toml.DecodeFile(abs, c)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", abs, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return nil, fmt.Errorf("config %s: unknown setting %s", abs, strings.Join(keys, ", "))
+	}
+	c.Path = abs
+	c.finish(filepath.Dir(abs))
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", abs, err)
+	}
+	return c, nil
+}
+
+// finish expands $hostname, lower-cases domains and makes paths absolute.
+func (c *Config) finish(base string) {
+	c.Hostname = strings.ToLower(strings.TrimSuffix(c.Hostname, "."))
+	c.SMTPD.Banner = strings.ReplaceAll(c.SMTPD.Banner, "$hostname", c.Hostname)
+	expand := func(ds []string) []string {
+		var out []string
+		for _, d := range ds {
+			d = strings.ToLower(strings.TrimSuffix(strings.ReplaceAll(d, "$hostname", c.Hostname), "."))
+			if d != "" {
+				out = append(out, d)
+			}
+		}
+		return out
+	}
+	c.LocalDomains = expand(c.LocalDomains)
+	c.Virtual.Domains = expand(c.Virtual.Domains)
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	for _, p := range []*string{&c.SpoolDir, &c.StateDir, &c.DaemonDir, &c.AliasFile,
+		&c.Local.MailSpoolDir, &c.Virtual.UsersFile, &c.Virtual.Mailbox, &c.TLS.CertFile, &c.TLS.KeyFile} {
+		abs(p)
+	}
+}
+
+// Validate reports settings that cannot work.
+func (c *Config) Validate() error {
+	if c.Hostname == "" || strings.ContainsAny(c.Hostname, " \t/") {
+		return fmt.Errorf("hostname %q is not a host name", c.Hostname)
+	}
+	if c.MessageSizeLimit <= 0 {
+		return fmt.Errorf("message_size_limit must be positive")
+	}
+	if c.SMTPD.RecipientLimit <= 0 || c.SMTPD.HardErrorLimit <= 0 || c.SMTPD.LineLengthLimit < 512 {
+		return fmt.Errorf("smtpd limits must be positive (line_length_limit at least 512)")
+	}
+	if c.Queue.MinimalBackoff <= 0 || c.Queue.MaximalBackoff < c.Queue.MinimalBackoff {
+		return fmt.Errorf("queue: maximal_backoff_time must be at least minimal_backoff_time > 0")
+	}
+	if c.Queue.LocalConcurrency <= 0 {
+		return fmt.Errorf("queue.local_concurrency must be positive")
+	}
+	for _, d := range c.Virtual.Domains {
+		if c.IsLocalDomain(d) {
+			return fmt.Errorf("domain %s is both in local_domains and virtual.domains", d)
+		}
+	}
+	if len(c.Virtual.Domains) > 0 && !strings.Contains(c.Virtual.Mailbox, "%") {
+		return fmt.Errorf("virtual.mailbox %q must contain %%n, %%d or %%u", c.Virtual.Mailbox)
+	}
+	switch c.Log.Target {
+	case "stderr", "syslog":
+	default:
+		return fmt.Errorf("log.target must be stderr or syslog, not %q", c.Log.Target)
+	}
+	return nil
+}
+
+// IsLocalDomain reports whether domain's recipients are system users.
+func (c *Config) IsLocalDomain(domain string) bool {
+	return contains(c.LocalDomains, domain)
+}
+
+// IsVirtualDomain reports whether domain's recipients are virtual users.
+func (c *Config) IsVirtualDomain(domain string) bool {
+	return contains(c.Virtual.Domains, domain)
+}
+
+func contains(list []string, domain string) bool {
+	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	for _, d := range list {
+		if d == domain {
+			return true
+		}
+	}
+	return false
+}
+
+// Duration is a time span written as Postfix writes them: a number with an
+// optional unit s, m, h, d or w (seconds without a unit), or Go's "1h30m".
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// UnmarshalText implements encoding.TextUnmarshaler for TOML strings.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes the duration in Go's notation.
+func (d Duration) MarshalText() ([]byte, error) {
+	return []byte(time.Duration(d).String()), nil
+}
+
+// ParseDuration parses "300", "300s", "5m", "5d", "1w" or "1h30m".
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, fmt.Errorf("empty duration")
+	}
+	units := map[byte]time.Duration{'s': time.Second, 'm': time.Minute, 'h': time.Hour,
+		'd': 24 * time.Hour, 'w': 7 * 24 * time.Hour}
+	num, unit := s, time.Second
+	if u, ok := units[s[len(s)-1]]; ok {
+		num, unit = s[:len(s)-1], u
+	}
+	if n, err := strconv.ParseInt(num, 10, 64); err == nil {
+		if n < 0 || n > int64(100*365*24*time.Hour/unit) {
+			return 0, fmt.Errorf("duration %q out of range", s)
+		}
+		return time.Duration(n) * unit, nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("duration %q: want a number with unit s, m, h, d or w", s)
+	}
+	return v, nil
+}

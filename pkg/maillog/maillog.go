@@ -1,0 +1,98 @@
+// Package maillog writes one line per event in Postfix's shape, so admins'
+// tools (grep for a queue ID, pflogsumm, fail2ban) keep working:
+//
+//	posthorn/smtpd[1234]: 0193A5F2C41D2: client=host[192.0.2.1]
+//
+// To standard error (journald, make run) the line is written as is; to
+// syslog it goes with facility mail and the tag posthorn/smtpd.
+package maillog
+
+import (
+	"fmt"
+	"io"
+	"log/syslog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// Logger writes log lines for one program.
+type Logger struct {
+	mu     sync.Mutex
+	w      io.Writer
+	sys    *syslog.Writer
+	prefix string // "posthorn/smtpd[PID]: " for stderr
+}
+
+var std = New("posthorn", filepath.Base(os.Args[0]), "stderr")
+
+// Default returns the process-wide logger that Setup configured.
+func Default() *Logger { return std }
+
+// Setup configures the process-wide logger: name is syslog_name (posthorn),
+// program the daemon (smtpd), target "stderr" or "syslog".
+func Setup(name, program, target string) *Logger {
+	std = New(name, program, target)
+	return std
+}
+
+// New returns a logger; a syslog target that cannot be reached falls back to
+// standard error rather than losing lines.
+func New(name, program, target string) *Logger {
+	tag := name + "/" + program
+	l := &Logger{w: os.Stderr, prefix: fmt.Sprintf("%s[%d]: ", tag, os.Getpid())}
+	if target == "syslog" {
+		if s, err := syslog.New(syslog.LOG_MAIL|syslog.LOG_INFO, tag); err == nil {
+			l.sys = s
+		}
+	}
+	return l
+}
+
+// SetOutput redirects a stderr logger (tests).
+func (l *Logger) SetOutput(w io.Writer) {
+	l.mu.Lock()
+	l.w = w
+	l.mu.Unlock()
+}
+
+func (l *Logger) emit(level, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	// One event, one line: a newline inside a value must not forge a second entry.
+	msg = strings.NewReplacer("\r", "?", "\n", "?").Replace(msg)
+	if level != "" {
+		msg = level + ": " + msg
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sys != nil {
+		switch level {
+		case "warning":
+			l.sys.Warning(msg)
+		case "fatal", "panic":
+			l.sys.Crit(msg)
+		default:
+			l.sys.Info(msg)
+		}
+		return
+	}
+	io.WriteString(l.w, l.prefix+msg+"\n")
+}
+
+// Info logs an ordinary event.
+func (l *Logger) Info(format string, args ...any) { l.emit("", format, args...) }
+
+// Warning logs something the admin should look at.
+func (l *Logger) Warning(format string, args ...any) { l.emit("warning", format, args...) }
+
+// Fatal logs and exits with status 1, as Postfix's msg_fatal.
+func (l *Logger) Fatal(format string, args ...any) {
+	l.emit("fatal", format, args...)
+	os.Exit(1)
+}
+
+// Info, Warning and Fatal on the process-wide logger.
+func Info(format string, args ...any)    { std.Info(format, args...) }
+func Warning(format string, args ...any) { std.Warning(format, args...) }
+func Fatal(format string, args ...any)   { std.Fatal(format, args...) }

@@ -1,0 +1,115 @@
+// Package syncdir makes directory entries durable with group commit.
+//
+// A file created or renamed into a folder survives a crash only once the
+// folder itself is fsynced. Doing that once per message costs one disk flush
+// per message; instead, every caller that needs the folder durable asks one
+// Syncer, and a single fsync covers every rename that happened before it
+// started (DESIGN §2.8: shared, never skipped).
+package syncdir
+
+import (
+	"os"
+	"sync"
+)
+
+// Syncer fsyncs one folder on behalf of many concurrent callers.
+type Syncer struct {
+	dir string
+
+	mu      sync.Mutex
+	running bool   // an fsync is in progress
+	next    *round // the round that starts after the running one
+	cur     *round // the round in progress
+}
+
+type round struct {
+	done chan struct{}
+	err  error
+}
+
+// New returns a Syncer for dir.
+func New(dir string) *Syncer { return &Syncer{dir: dir} }
+
+// Dir is the folder this Syncer makes durable.
+func (s *Syncer) Dir() string { return s.dir }
+
+// Sync returns once an fsync of the folder that started after the call
+// began has completed, so every entry the caller made before calling is
+// durable. Concurrent callers share one fsync.
+func (s *Syncer) Sync() error {
+	s.mu.Lock()
+	if s.next == nil {
+		s.next = &round{done: make(chan struct{})}
+	}
+	r := s.next
+	if !s.running {
+		s.startLocked()
+	}
+	s.mu.Unlock()
+	<-r.done
+	return r.err
+}
+
+// startLocked begins the pending round; s.mu is held.
+func (s *Syncer) startLocked() {
+	r := s.next
+	s.next = nil
+	s.cur = r
+	s.running = true
+	go func() {
+		r.err = syncDir(s.dir)
+		close(r.done)
+		s.mu.Lock()
+		s.running = false
+		s.cur = nil
+		if s.next != nil {
+			s.startLocked()
+		}
+		s.mu.Unlock()
+	}()
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Set hands out one Syncer per folder, for callers that write to many
+// folders (one Maildir per user).
+type Set struct {
+	mu sync.Mutex
+	m  map[string]*Syncer
+}
+
+// Sync makes dir's entries durable, sharing the fsync with concurrent callers.
+func (s *Set) Sync(dir string) error {
+	s.mu.Lock()
+	if s.m == nil {
+		s.m = make(map[string]*Syncer)
+	}
+	sy := s.m[dir]
+	if sy == nil {
+		// Keep the map small: folders of users that got no mail lately go.
+		if len(s.m) > 4096 {
+			for k, v := range s.m {
+				v.mu.Lock()
+				idle := !v.running && v.next == nil
+				v.mu.Unlock()
+				if idle {
+					delete(s.m, k)
+				}
+			}
+		}
+		sy = New(dir)
+		s.m[dir] = sy
+	}
+	s.mu.Unlock()
+	return sy.Sync()
+}
