@@ -3,3 +3,8 @@ module github.com/posthorn/posthorn
 go 1.26.8
 
 require github.com/BurntSushi/toml v1.6.0
+
+require (
+	golang.org/x/crypto v0.59.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+)
