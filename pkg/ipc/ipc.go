@@ -1,0 +1,187 @@
+// Package ipc is the one framing every posthorn daemon speaks over the Unix
+// stream sockets in the spool's private/ folder (DESIGN §1).
+//
+// A frame is a 4-byte big-endian length followed by that many bytes of JSON.
+// Open files travel beside a frame as SCM_RIGHTS ancillary data, so a daemon
+// can hand another one exactly the file it may use (qmgr passes a queue file
+// to local, which never needs access to the spool).
+//
+// Frames are small control messages; message content never travels inline.
+package ipc
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// MaxFrame bounds a frame so a confused or hostile peer cannot make us
+// allocate without limit.
+const MaxFrame = 1 << 20
+
+// MaxFiles is the most descriptors accepted with one frame.
+const MaxFiles = 4
+
+// Conn is one end of a posthorn IPC connection. Send and Receive may be used
+// by different goroutines; each is serialised on its own.
+type Conn struct {
+	c *net.UnixConn
+
+	wmu sync.Mutex
+
+	rmu   sync.Mutex
+	buf   []byte     // bytes read but not yet returned
+	files []*os.File // descriptors received but not yet returned
+}
+
+// New wraps an established Unix connection.
+func New(c *net.UnixConn) *Conn { return &Conn{c: c} }
+
+// Dial connects to the socket at path.
+func Dial(path string, timeout time.Duration) (*Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	c, err := d.Dial("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	return New(c.(*net.UnixConn)), nil
+}
+
+// Close closes the connection and any received descriptors not yet claimed.
+func (c *Conn) Close() error {
+	c.rmu.Lock()
+	for _, f := range c.files {
+		f.Close()
+	}
+	c.files = nil
+	c.rmu.Unlock()
+	return c.c.Close()
+}
+
+// SetDeadline sets the read and write deadline.
+func (c *Conn) SetDeadline(t time.Time) error { return c.c.SetDeadline(t) }
+
+// Send writes v as one frame, with files attached.
+func (c *Conn) Send(v any, files ...*os.File) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("ipc: encode: %w", err)
+	}
+	if len(body) > MaxFrame {
+		return fmt.Errorf("ipc: frame of %d bytes exceeds %d", len(body), MaxFrame)
+	}
+	if len(files) > MaxFiles {
+		return fmt.Errorf("ipc: %d files exceed %d", len(files), MaxFiles)
+	}
+	frame := make([]byte, 4+len(body))
+	binary.BigEndian.PutUint32(frame, uint32(len(body)))
+	copy(frame[4:], body)
+	var oob []byte
+	if len(files) > 0 {
+		fds := make([]int, len(files))
+		for i, f := range files {
+			fds[i] = int(f.Fd())
+		}
+		oob = syscall.UnixRights(fds...)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	// The descriptors ride on the first write; the rest of a large frame follows.
+	n, _, err := c.c.WriteMsgUnix(frame, oob, nil)
+	if err != nil {
+		return fmt.Errorf("ipc: send: %w", err)
+	}
+	for n < len(frame) {
+		m, err := c.c.Write(frame[n:])
+		if err != nil {
+			return fmt.Errorf("ipc: send: %w", err)
+		}
+		n += m
+	}
+	return nil
+}
+
+// Receive reads one frame into v and returns the files that arrived with it.
+// The caller owns (and must close) the returned files.
+func (c *Conn) Receive(v any) ([]*os.File, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	for {
+		if len(c.buf) >= 4 {
+			n := binary.BigEndian.Uint32(c.buf)
+			if n > MaxFrame {
+				return nil, fmt.Errorf("ipc: frame of %d bytes exceeds %d", n, MaxFrame)
+			}
+			if len(c.buf) >= 4+int(n) {
+				body := c.buf[4 : 4+n]
+				err := json.Unmarshal(body, v)
+				c.buf = append(c.buf[:0], c.buf[4+n:]...)
+				files := c.files
+				c.files = nil
+				if err != nil {
+					for _, f := range files {
+						f.Close()
+					}
+					return nil, fmt.Errorf("ipc: decode: %w", err)
+				}
+				return files, nil
+			}
+		}
+		if err := c.fill(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func (c *Conn) fill() error {
+	tmp := make([]byte, 64*1024)
+	oob := make([]byte, syscall.CmsgSpace(MaxFiles*4))
+	n, oobn, flags, _, err := c.c.ReadMsgUnix(tmp, oob)
+	if oobn > 0 {
+		if ferr := c.takeFiles(oob[:oobn]); ferr != nil && err == nil {
+			err = ferr
+		}
+	}
+	if flags&syscall.MSG_CTRUNC != 0 && err == nil {
+		err = errors.New("ipc: too many descriptors with one frame")
+	}
+	c.buf = append(c.buf, tmp[:n]...)
+	if err != nil {
+		return fmt.Errorf("ipc: receive: %w", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("ipc: receive: %w", net.ErrClosed)
+	}
+	return nil
+}
+
+func (c *Conn) takeFiles(oob []byte) error {
+	msgs, err := syscall.ParseSocketControlMessage(oob)
+	if err != nil {
+		return fmt.Errorf("ipc: control message: %w", err)
+	}
+	for _, m := range msgs {
+		fds, err := syscall.ParseUnixRights(&m)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			syscall.CloseOnExec(fd)
+			c.files = append(c.files, os.NewFile(uintptr(fd), "ipc"))
+		}
+	}
+	if len(c.files) > MaxFiles {
+		for _, f := range c.files {
+			f.Close()
+		}
+		c.files = nil
+		return errors.New("ipc: too many descriptors with one frame")
+	}
+	return nil
+}
