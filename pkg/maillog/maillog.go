@@ -13,8 +13,10 @@ import (
 	"log/syslog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Logger writes log lines for one program.
@@ -96,3 +98,21 @@ func (l *Logger) Fatal(format string, args ...any) {
 func Info(format string, args ...any)    { std.Info(format, args...) }
 func Warning(format string, args ...any) { std.Warning(format, args...) }
 func Fatal(format string, args ...any)   { std.Fatal(format, args...) }
+
+// Delay formats a duration for delay= and delays= as Postfix does: two
+// significant digits below ten seconds, whole seconds above.
+func Delay(d time.Duration) string {
+	s := d.Seconds()
+	switch {
+	case s < 0.01:
+		return "0"
+	case s < 10:
+		v := strconv.FormatFloat(s, 'g', 2, 64)
+		if strings.Contains(v, "e") {
+			return strconv.FormatFloat(s, 'f', 2, 64)
+		}
+		return v
+	default:
+		return strconv.FormatFloat(s, 'f', 0, 64)
+	}
+}

@@ -1,0 +1,438 @@
+// Package qmgr is the queue manager: it owns the spool, takes new messages
+// from incoming/ into active/, hands each recipient to a delivery agent,
+// records every result in the queue file before acting on it, defers with
+// Postfix's backoff, bounces, and removes a message only once every
+// recipient is final (DESIGN §2.3, §2.7).
+package qmgr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/posthorn/posthorn/pkg/agent"
+	"github.com/posthorn/posthorn/pkg/bounce"
+	"github.com/posthorn/posthorn/pkg/config"
+	"github.com/posthorn/posthorn/pkg/ipc"
+	"github.com/posthorn/posthorn/pkg/maillog"
+	"github.com/posthorn/posthorn/pkg/spool"
+)
+
+// Notice is what other programs send on the qmgr socket.
+type Notice struct {
+	Op string `json:"op"` // "new": a message is in incoming/; "flush": retry all deferred now
+	ID string `json:"id,omitempty"`
+}
+
+// Notify tells the queue manager listening at socket about new work. It is
+// a hint: a lost notice only delays the message until the next scan.
+type Notifier struct {
+	path string
+	mu   sync.Mutex
+	conn *ipc.Conn
+}
+
+// NewNotifier returns a notifier for the qmgr socket at path.
+func NewNotifier(path string) *Notifier { return &Notifier{path: path} }
+
+// Notify sends n, reconnecting once if the connection went away.
+func (n *Notifier) Notify(msg Notice) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for try := 0; try < 2; try++ {
+		if n.conn == nil {
+			c, err := ipc.Dial(n.path, time.Second)
+			if err != nil {
+				return err
+			}
+			n.conn = c
+		}
+		n.conn.SetDeadline(time.Now().Add(time.Second))
+		err := n.conn.Send(msg)
+		if err == nil {
+			return nil
+		}
+		n.conn.Close()
+		n.conn = nil
+	}
+	return fmt.Errorf("qmgr notify: cannot reach %s", n.path)
+}
+
+// Manager schedules deliveries.
+type Manager struct {
+	log   *maillog.Logger
+	spool *spool.Spool
+	local *agent.Client
+
+	cfgMu sync.Mutex
+	cfg   *config.Config
+
+	work chan job
+	mu   sync.Mutex
+	busy map[string]bool // queue IDs being handled or waiting in work
+
+	retryMu    sync.Mutex
+	agentRetry time.Duration // delay before retrying after an agent failure
+}
+
+type job struct {
+	id    string
+	queue string
+}
+
+// New returns a manager for cfg's spool.
+func New(cfg *config.Config, log *maillog.Logger) *Manager {
+	return &Manager{
+		log:   log,
+		cfg:   cfg,
+		spool: spool.Open(cfg.SpoolDir),
+		local: agent.NewClient(filepath.Join(cfg.SpoolDir, spool.Private, "local"), cfg.Queue.LocalConcurrency),
+		work:  make(chan job, 100000),
+		busy:  map[string]bool{},
+	}
+}
+
+// SetConfig applies a reloaded configuration to later decisions.
+func (m *Manager) SetConfig(cfg *config.Config) {
+	m.cfgMu.Lock()
+	m.cfg = cfg
+	m.cfgMu.Unlock()
+}
+
+func (m *Manager) config() *config.Config {
+	m.cfgMu.Lock()
+	defer m.cfgMu.Unlock()
+	return m.cfg
+}
+
+// Run serves notifications on l and delivers until ctx is cancelled, then
+// lets deliveries in flight finish and returns.
+func (m *Manager) Run(ctx context.Context, l net.Listener) error {
+	if l != nil {
+		go m.listen(ctx, l)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < m.config().Queue.LocalConcurrency; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case j := <-m.work:
+					m.handle(ctx, j)
+				}
+			}
+		}()
+	}
+	// Whatever is in active/ at start-up was in flight when the last qmgr
+	// stopped: it goes first, then everything else waiting.
+	m.scan(spool.Active, false)
+	m.scan(spool.Incoming, false)
+	m.scan(spool.Deferred, false)
+	tick := time.NewTicker(m.config().Queue.RunDelay.D())
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			m.local.Close()
+			return nil
+		case <-tick.C:
+			m.scan(spool.Incoming, false)
+			m.scan(spool.Deferred, false)
+		}
+	}
+}
+
+func (m *Manager) listen(ctx context.Context, l net.Listener) {
+	go func() { <-ctx.Done(); l.Close() }()
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			return
+		}
+		uc, ok := nc.(*net.UnixConn)
+		if !ok {
+			nc.Close()
+			continue
+		}
+		go func() {
+			c := ipc.New(uc)
+			defer c.Close()
+			for {
+				var n Notice
+				files, err := c.Receive(&n)
+				for _, f := range files {
+					f.Close()
+				}
+				if err != nil {
+					return
+				}
+				switch n.Op {
+				case "new":
+					if spool.ValidID(n.ID) {
+						m.enqueue(n.ID, spool.Incoming)
+					}
+				case "flush":
+					m.scan(spool.Deferred, true)
+					m.scan(spool.Incoming, false)
+				}
+			}
+		}()
+	}
+}
+
+// enqueue schedules id unless it is already being handled.
+func (m *Manager) enqueue(id, queue string) {
+	m.mu.Lock()
+	if m.busy[id] {
+		m.mu.Unlock()
+		return
+	}
+	m.busy[id] = true
+	m.mu.Unlock()
+	select {
+	case m.work <- job{id, queue}:
+	default:
+		// The in-memory queue is full; the next scan finds the message.
+		m.done(id)
+	}
+}
+
+func (m *Manager) done(id string) {
+	m.mu.Lock()
+	delete(m.busy, id)
+	m.mu.Unlock()
+}
+
+// scan queues the messages of one folder: in deferred/ those due (or all
+// when force), elsewhere every complete file.
+func (m *Manager) scan(queue string, force bool) {
+	entries, err := m.spool.List(queue)
+	if err != nil {
+		m.log.Warning("scan %s: %v", queue, err)
+		return
+	}
+	now := time.Now()
+	for _, e := range entries {
+		if !e.Complete {
+			// A writer died half-way (the sender never got 250): clean up
+			// once it is clearly abandoned.
+			if queue == spool.Incoming && now.Sub(e.ModTime) > 24*time.Hour {
+				os.Remove(m.spool.Path(queue, e.ID))
+			}
+			continue
+		}
+		if queue == spool.Deferred && !force && e.ModTime.After(now) {
+			continue
+		}
+		m.enqueue(e.ID, queue)
+	}
+}
+
+// handle takes one message through one delivery round.
+func (m *Manager) handle(ctx context.Context, j job) {
+	retry := false
+	defer func() {
+		m.done(j.id)
+		if retry {
+			m.retryLater(j.id)
+		}
+	}()
+	if j.queue != spool.Active {
+		if err := m.spool.Move(j.id, j.queue, spool.Active); err != nil {
+			if !errors.Is(err, os.ErrNotExist) {
+				m.log.Warning("%s: %v", j.id, err)
+			}
+			return
+		}
+	}
+	qf, err := m.spool.OpenFile(spool.Active, j.id)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return
+		}
+		if errors.Is(err, spool.ErrCorrupt) {
+			m.log.Warning("%s: %v; moved to %s/", j.id, err, spool.Corrupt)
+			if err := m.spool.Move(j.id, spool.Active, spool.Corrupt); err != nil {
+				m.log.Warning("%s: %v", j.id, err)
+			}
+			return
+		}
+		m.log.Warning("%s: open queue file: %v", j.id, err)
+		retry = true
+		return
+	}
+	defer qf.Close()
+	cfg := m.config()
+	activeAt := time.Now()
+	m.log.Info("%s: from=<%s>, size=%d, nrcpt=%d (queue active)", j.id, qf.Sender, qf.ContentSize, len(qf.Rcpts))
+
+	pending := qf.Pending()
+	lifetime := cfg.Queue.MaximalLifetime.D()
+	if qf.Sender == "" {
+		lifetime = cfg.Queue.BounceLifetime.D()
+	}
+	expired := time.Since(qf.Arrival) > lifetime
+
+	for _, i := range pending {
+		rc := qf.Rcpts[i]
+		if expired && rc.Status == spool.StatusDeferred {
+			reason := rc.Reason
+			if reason == "" {
+				reason = "delivery temporarily suspended"
+			}
+			m.log.Info("%s: to=<%s>, relay=none, delay=%s, dsn=%s, status=expired, returned to sender (%s)",
+				j.id, rc.Addr, maillog.Delay(time.Since(qf.Arrival)), permanent(rc.DSN), reason)
+			if err := qf.Record(spool.Result{Index: i, Status: spool.StatusBounced, DSN: permanent(rc.DSN),
+				Reason: "message expired: " + reason}); err != nil {
+				m.log.Warning("%v", err)
+				retry = true
+				return
+			}
+			continue
+		}
+		req := agent.Request{QueueID: j.id, Sender: qf.Sender, Recipient: rc.Addr, Orig: rc.Params["ORCPT"],
+			Arrival: qf.Arrival, Active: activeAt, Offset: qf.ContentOffset, Size: qf.ContentSize}
+		rep, err := m.local.Deliver(ctx, req, qf.OSFile())
+		if err != nil {
+			// Nothing was learned; keep the message active and try soon.
+			m.log.Warning("%s: %v", j.id, err)
+			retry = true
+			return
+		}
+		m.agentOK()
+		st := spool.StatusDeferred
+		switch rep.Status {
+		case agent.Sent:
+			st = spool.StatusSent
+		case agent.Bounced:
+			st = spool.StatusBounced
+		}
+		// The last recipient of a message needs no record when delivered:
+		// removing the file records it.
+		if st == spool.StatusSent && len(qf.Pending()) == 1 {
+			qf.Rcpts[i].Status = st
+			continue
+		}
+		if err := qf.Record(spool.Result{Index: i, Status: st, DSN: rep.DSN, Reason: rep.Text}); err != nil {
+			m.log.Warning("%v", err)
+			retry = true
+			return
+		}
+	}
+	m.finish(qf)
+}
+
+// finish bounces, defers or removes a message after a round.
+func (m *Manager) finish(qf *spool.File) {
+	cfg := m.config()
+	if len(qf.Pending()) > 0 {
+		if err := m.spool.Move(qf.ID, spool.Active, spool.Deferred); err != nil {
+			m.log.Warning("%v", err)
+			return
+		}
+		// Postfix's backoff: wait as long as the message has been queued,
+		// within [minimal_backoff_time, maximal_backoff_time].
+		wait := time.Since(qf.Arrival)
+		if wait < cfg.Queue.MinimalBackoff.D() {
+			wait = cfg.Queue.MinimalBackoff.D()
+		}
+		if wait > cfg.Queue.MaximalBackoff.D() {
+			wait = cfg.Queue.MaximalBackoff.D()
+		}
+		if err := m.spool.SetNextAttempt(spool.Deferred, qf.ID, time.Now().Add(wait)); err != nil {
+			m.log.Warning("%s: %v", qf.ID, err)
+		}
+		return
+	}
+	var failures []bounce.Failure
+	for _, rc := range qf.Rcpts {
+		if rc.Status == spool.StatusBounced {
+			failures = append(failures, bounce.Failure{Recipient: rc.Addr, Orig: rc.Params["ORCPT"], DSN: rc.DSN, Reason: rc.Reason})
+		}
+	}
+	if len(failures) > 0 {
+		if qf.Sender == "" {
+			// Never bounce a bounce (RFC 5321 §6.1).
+			m.log.Info("%s: undeliverable bounce discarded", qf.ID)
+		} else if err := m.queueBounce(qf, failures); err != nil {
+			// The original stays until its bounce is safely queued.
+			m.log.Warning("%s: cannot queue bounce: %v", qf.ID, err)
+			m.spool.Move(qf.ID, spool.Active, spool.Deferred)
+			m.spool.SetNextAttempt(spool.Deferred, qf.ID, time.Now().Add(cfg.Queue.MinimalBackoff.D()))
+			return
+		}
+	}
+	if err := m.spool.Remove(spool.Active, qf.ID); err != nil {
+		m.log.Warning("%v", err)
+		return
+	}
+	// Make the removal durable soon; until then a crash could deliver again.
+	if err := m.spool.SyncQueue(spool.Active); err != nil {
+		m.log.Warning("sync %s: %v", spool.Active, err)
+	}
+	m.log.Info("%s: removed", qf.ID)
+}
+
+// queueBounce durably queues a non-delivery report to the sender.
+func (m *Manager) queueBounce(qf *spool.File, failures []bounce.Failure) error {
+	cfg := m.config()
+	msg := bounce.Build(bounce.Report{Hostname: cfg.Hostname, QueueID: qf.ID, Sender: qf.Sender,
+		Arrival: qf.Arrival, Failures: failures}, qf.Content())
+	env := &spool.Envelope{Sender: "", Attrs: map[string]string{"origin": "bounce", "orig_queue_id": qf.ID},
+		Rcpts: []spool.Recipient{{Addr: qf.Sender}}}
+	w, err := m.spool.Create(env)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(msg); err != nil {
+		w.Abort()
+		return err
+	}
+	if err := w.Commit(); err != nil {
+		return err
+	}
+	m.log.Info("%s: sender non-delivery notification: %s", qf.ID, w.ID())
+	m.enqueue(w.ID(), spool.Incoming)
+	return nil
+}
+
+// retryLater brings a message back after a delivery agent failure, waiting
+// longer the longer agents stay unreachable (at most a minute).
+func (m *Manager) retryLater(id string) {
+	m.retryMu.Lock()
+	if m.agentRetry == 0 {
+		m.agentRetry = 200 * time.Millisecond
+	} else if m.agentRetry < time.Minute {
+		m.agentRetry *= 2
+	}
+	d := m.agentRetry
+	m.retryMu.Unlock()
+	time.AfterFunc(d, func() { m.enqueue(id, spool.Active) })
+}
+
+func (m *Manager) agentOK() {
+	m.retryMu.Lock()
+	m.agentRetry = 0
+	m.retryMu.Unlock()
+}
+
+// permanent turns a temporary status code into the permanent one reported
+// when a message expires.
+func permanent(dsn string) string {
+	if len(dsn) > 1 && dsn[0] == '4' {
+		return "5" + dsn[1:]
+	}
+	if dsn == "" {
+		return "5.4.7"
+	}
+	return dsn
+}
