@@ -1,0 +1,61 @@
+# posthorn — see README.md.
+GO      ?= go
+DESTDIR ?=
+PREFIX  ?= /usr
+DAEMONS  = master smtpd qmgr local
+TOOLS    = posthorn mailq newaliases
+# Packages the tests drive as real clients and peers.
+TEST_DEBS = swaks python3 mandoc
+
+.PHONY: all build run test test-deps bench install clean fuzz
+
+all: build
+
+build:
+	@mkdir -p bin
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/...
+
+# The whole system in the foreground on the development instance
+# (etc/posthorn-dev.toml): 127.0.0.1:2525, state under ./run/. Ctrl-C stops it.
+run: build
+	@mkdir -p run
+	exec bin/master -c etc/posthorn-dev.toml
+
+test-deps:
+	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing$$missing"; \
+			(apt-get install -y --no-install-recommends $$missing >/dev/null 2>&1 || \
+			 (apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends $$missing >/dev/null)) || \
+			 { echo "cannot install$$missing"; exit 1; }; \
+		else \
+			echo "the tests need these Debian packages:$$missing"; \
+			echo "install them with: sudo apt-get install$$missing"; exit 1; \
+		fi; \
+	fi
+
+# Unit tests, fuzz seed corpora, and the end-to-end tests in tests/ that
+# start the real binaries and talk to them with real clients.
+test: test-deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 15m ./...
+
+# Throughput, latency and memory figures (see tests/bench).
+bench: build test-deps
+	$(GO) test -run '^$$' -bench . -benchtime 2000x ./pkg/maildir ./pkg/spool
+	$(GO) run ./tests/bench $(BENCH_ARGS)
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/lib/posthorn $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \
+		$(DESTDIR)/etc/posthorn $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 \
+		$(DESTDIR)$(PREFIX)/share/man/man8
+	for d in $(DAEMONS); do install -m 0755 bin/$$d $(DESTDIR)$(PREFIX)/lib/posthorn/$$d; done
+	install -m 0755 bin/posthorn $(DESTDIR)$(PREFIX)/sbin/posthorn
+	install -m 0755 bin/mailq $(DESTDIR)$(PREFIX)/bin/mailq
+	install -m 0755 bin/newaliases $(DESTDIR)$(PREFIX)/bin/newaliases
+	[ -e $(DESTDIR)/etc/posthorn/posthorn.toml ] || install -m 0644 etc/posthorn.toml $(DESTDIR)/etc/posthorn/posthorn.toml
+	for m in man/*.[158]; do [ -e "$$m" ] || continue; s=$${m##*.}; install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
+
+clean:
+	rm -rf bin run

@@ -1,0 +1,225 @@
+// Package smtpd is the SMTP receiving daemon: it joins the protocol engine
+// (pkg/smtp/server) to the recipient tables and the spool. A message is
+// acknowledged only after its queue file is durable in incoming/ (DESIGN
+// §2.1); qmgr is then told about it, and finds it by scanning if the notice
+// is lost.
+package smtpd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/posthorn/posthorn/pkg/address"
+	"github.com/posthorn/posthorn/pkg/config"
+	"github.com/posthorn/posthorn/pkg/daemon"
+	"github.com/posthorn/posthorn/pkg/maillog"
+	"github.com/posthorn/posthorn/pkg/qmgr"
+	"github.com/posthorn/posthorn/pkg/recipient"
+	"github.com/posthorn/posthorn/pkg/smtp/server"
+	"github.com/posthorn/posthorn/pkg/spool"
+)
+
+// Run serves SMTP on the daemon's "smtp" listeners until it is told to stop,
+// then lets sessions finish within the configured grace period.
+func Run(d *daemon.D) error {
+	cfg := d.Config()
+	b := NewBackend(cfg, d.Log)
+	srv := server.New(ServerConfig(cfg, d.Log), b)
+	ls := d.Listeners["smtp"]
+	if len(ls) == 0 {
+		return errors.New("smtpd: no listening socket inherited from master")
+	}
+	for _, l := range ls {
+		go srv.Serve(l)
+	}
+	for {
+		select {
+		case cfg = <-d.Reload:
+			b.SetConfig(cfg)
+			srv.SetConfig(ServerConfig(cfg, d.Log))
+		case <-d.Ctx.Done():
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.Master.StopGrace.D())
+			defer cancel()
+			return srv.Shutdown(ctx)
+		}
+	}
+}
+
+// ServerConfig maps the configuration onto the protocol engine's settings.
+func ServerConfig(cfg *config.Config, log *maillog.Logger) server.Config {
+	return server.Config{
+		Hostname:         cfg.Hostname,
+		Banner:           cfg.SMTPD.Banner,
+		MaxMessageSize:   cfg.MessageSizeLimit,
+		MaxRecipients:    cfg.SMTPD.RecipientLimit,
+		HardErrorLimit:   cfg.SMTPD.HardErrorLimit,
+		JunkCommandLimit: cfg.SMTPD.JunkCommandLimit,
+		LineLengthLimit:  cfg.SMTPD.LineLengthLimit,
+		HeaderSizeLimit:  cfg.SMTPD.HeaderSizeLimit,
+		HopCountLimit:    cfg.SMTPD.HopCountLimit,
+		ProcessLimit:     cfg.SMTPD.ProcessLimit,
+		Timeout:          cfg.SMTPD.Timeout.D(),
+		Log:              log,
+	}
+}
+
+// Backend decides on recipients and writes accepted messages to the spool.
+type Backend struct {
+	log    *maillog.Logger
+	spool  *spool.Spool
+	notify *qmgr.Notifier
+
+	mu       sync.Mutex
+	cfg      *config.Config
+	resolver *recipient.Resolver
+	relayNet []*net.IPNet
+
+	warnMu   sync.Mutex
+	lastWarn time.Time
+}
+
+// NewBackend returns the backend for cfg.
+func NewBackend(cfg *config.Config, log *maillog.Logger) *Backend {
+	b := &Backend{log: log, spool: spool.Open(cfg.SpoolDir),
+		notify: qmgr.NewNotifier(filepath.Join(cfg.SpoolDir, spool.Private, "qmgr"))}
+	b.SetConfig(cfg)
+	return b
+}
+
+// SetConfig applies a reloaded configuration.
+func (b *Backend) SetConfig(cfg *config.Config) {
+	var nets []*net.IPNet
+	for _, s := range cfg.SMTPD.RelayNetworks {
+		if !strings.Contains(s, "/") {
+			if strings.Contains(s, ":") {
+				s += "/128"
+			} else {
+				s += "/32"
+			}
+		}
+		if _, n, err := net.ParseCIDR(strings.Trim(s, "[]")); err == nil {
+			nets = append(nets, n)
+		} else {
+			b.log.Warning("smtpd.relay_networks: ignoring %q: %v", s, err)
+		}
+	}
+	b.mu.Lock()
+	b.cfg, b.resolver, b.relayNet = cfg, recipient.New(cfg), nets
+	b.mu.Unlock()
+}
+
+func (b *Backend) current() (*config.Config, *recipient.Resolver, []*net.IPNet) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cfg, b.resolver, b.relayNet
+}
+
+// CheckSender accepts any syntactically valid sender; sender policy
+// (authenticated submission, SPF) comes with later features.
+func (b *Backend) CheckSender(c *server.ConnInfo, from address.Mailbox) *server.Reply {
+	return nil
+}
+
+// CheckRecipient answers RCPT: local and virtual users must exist (so a
+// forged sender never gets backscatter, RFC 5321 §6.1), other domains are
+// relayed only for trusted clients.
+func (b *Backend) CheckRecipient(c *server.ConnInfo, env *server.Envelope, rcpt address.Mailbox) *server.Reply {
+	cfg, res, nets := b.current()
+	if rcpt.Domain == "" {
+		// <postmaster> without a domain (RFC 5321 §4.1.1.3).
+		return nil
+	}
+	err := res.Check(rcpt.Local, rcpt.Domain)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, recipient.ErrUnknownUser):
+		table := "local recipient table"
+		if cfg.IsVirtualDomain(rcpt.Domain) {
+			table = "virtual mailbox table"
+		}
+		return &server.Reply{Code: 550, Enhanced: "5.1.1",
+			Text: fmt.Sprintf("<%s>: Recipient address rejected: User unknown in %s", rcpt.String(), table)}
+	case errors.Is(err, recipient.ErrNotLocal):
+		for _, n := range nets {
+			if c.RemoteIP != nil && n.Contains(c.RemoteIP) {
+				return nil
+			}
+		}
+		return &server.Reply{Code: 554, Enhanced: "5.7.1", Text: fmt.Sprintf("<%s>: Relay access denied", rcpt.String())}
+	default:
+		b.log.Warning("recipient lookup for <%s>: %v", rcpt.String(), err)
+		return &server.Reply{Code: 451, Enhanced: "4.3.0", Text: fmt.Sprintf("<%s>: Temporary lookup failure", rcpt.String())}
+	}
+}
+
+// Begin opens a queue file for the message.
+func (b *Backend) Begin(env *server.Envelope) (server.Message, *server.Reply) {
+	cfg, _, _ := b.current()
+	se := &spool.Envelope{Sender: env.From.String(), Attrs: map[string]string{
+		"client_address": ipString(env.Conn.RemoteIP),
+		"client_name":    env.Conn.RemoteName,
+		"helo":           env.Conn.Helo,
+		"body":           env.Body,
+	}}
+	if env.SMTPUTF8 {
+		se.Attrs["smtputf8"] = "yes"
+	}
+	for _, r := range env.Rcpts {
+		addr := r.Addr.String()
+		if r.Addr.Domain == "" {
+			// Bare <postmaster> is delivered to postmaster in our domain.
+			addr = r.Addr.Local + "@" + cfg.Hostname
+		}
+		se.Rcpts = append(se.Rcpts, spool.Recipient{Addr: addr})
+	}
+	w, err := b.spool.Create(se)
+	if err != nil {
+		b.log.Warning("%v", err)
+		return nil, &server.Reply{Code: 451, Enhanced: "4.3.0", Text: "Error: queue file write error"}
+	}
+	return &message{w: w, b: b}, nil
+}
+
+type message struct {
+	w *spool.Writer
+	b *Backend
+}
+
+func (m *message) QueueID() string             { return m.w.ID() }
+func (m *message) Write(p []byte) (int, error) { return m.w.Write(p) }
+func (m *message) Abort()                      { m.w.Abort() }
+func (m *message) Commit() error {
+	if err := m.w.Commit(); err != nil {
+		m.b.log.Warning("%v", err)
+		return err
+	}
+	if err := m.b.notify.Notify(qmgr.Notice{Op: "new", ID: m.w.ID()}); err != nil {
+		m.b.warnOnce("cannot notify qmgr (the message waits for its next scan): %v", err)
+	}
+	return nil
+}
+
+// warnOnce rate-limits a warning that would otherwise repeat per message.
+func (b *Backend) warnOnce(format string, args ...any) {
+	b.warnMu.Lock()
+	defer b.warnMu.Unlock()
+	if time.Since(b.lastWarn) < time.Minute {
+		return
+	}
+	b.lastWarn = time.Now()
+	b.log.Warning(format, args...)
+}
+
+func ipString(ip net.IP) string {
+	if ip == nil {
+		return ""
+	}
+	return ip.String()
+}
