@@ -203,7 +203,7 @@ func (l *logBuf) lines(sub string) []string {
 	return out
 }
 
-// waitFor polls until n lines contain sub and returns the last of them.
+// waitN polls until n lines contain sub and returns the nth.
 func (l *logBuf) waitN(t *testing.T, sub string, n int) string {
 	t.Helper()
 	var got []string
