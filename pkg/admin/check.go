@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/user"
+	osuser "os/user"
 	"path/filepath"
 
 	"github.com/posthorn/posthorn/pkg/aliases"
@@ -30,7 +30,7 @@ func check(cfg *config.Config, env Env) int {
 		if u.name == "" {
 			continue
 		}
-		pw, err := user.Lookup(u.name)
+		pw, err := osuser.Lookup(u.name)
 		if err != nil {
 			bad("%s: no user %q: create it (useradd --system %s) or change the setting", u.setting, u.name, u.name)
 			continue
@@ -41,7 +41,7 @@ func check(cfg *config.Config, env Env) int {
 		}
 	}
 	if cfg.Virtual.Group != "" {
-		if _, err := user.LookupGroup(cfg.Virtual.Group); err != nil {
+		if _, err := osuser.LookupGroup(cfg.Virtual.Group); err != nil {
 			bad("virtual.group: no group %q: create it (groupadd --system %s)", cfg.Virtual.Group, cfg.Virtual.Group)
 		}
 	}
