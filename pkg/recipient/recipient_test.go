@@ -13,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/posthorn/posthorn/pkg/aliases"
 	"github.com/posthorn/posthorn/pkg/config"
 	"github.com/posthorn/posthorn/pkg/maillog"
+	"github.com/posthorn/posthorn/pkg/userdb"
 )
 
 // The tests use system users every Debian system has.
@@ -604,4 +606,49 @@ func BenchmarkCheck(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func FuzzResolve(f *testing.F) {
+	f.Add(testAliases, "root")
+	f.Add("a: b\nb: a\n", "a")
+	f.Fuzz(func(t *testing.T, aliasText, local string) {
+		al, err := aliases.Parse(strings.NewReader(aliasText), "f")
+		if err != nil {
+			return
+		}
+		cfg := config.Defaults()
+		cfg.Hostname = "mx.example.test"
+		cfg.LocalDomains = []string{"mx.example.test", "example.test"}
+		cfg.Virtual.Domains = []string{"virtual.test"}
+		cfg.Virtual.UsersFile = ""
+		cfg.Virtual.User, cfg.Virtual.Group = "", ""
+		r := New(cfg)
+		// Any existing file will do as the aliases path: load ignores it.
+		r.aliases = cached[*aliases.Map]{path: os.Args[0], what: "aliases file",
+			load: func(string) (*aliases.Map, error) { return al, nil }}
+		r.users = cached[*userdb.DB]{path: "", empty: &userdb.DB{}}
+		ts, err := r.Resolve(local, "example.test")
+		if err == nil && len(ts) == 0 {
+			t.Fatal("no targets and no error")
+		}
+		if len(ts) > MaxTargets {
+			t.Fatalf("%d targets", len(ts))
+		}
+		seen := map[Target]bool{}
+		for _, tg := range ts {
+			if seen[tg] {
+				t.Fatalf("duplicate target %v", tg)
+			}
+			seen[tg] = true
+			if tg.Kind == Remote {
+				dom := tg.Address[strings.LastIndexByte(tg.Address, '@')+1:]
+				if cfg.IsLocalDomain(dom) || cfg.IsVirtualDomain(dom) {
+					t.Fatalf("local address %s resolved as remote", tg.Address)
+				}
+			}
+		}
+		if err := r.Check(local, "example.test"); err == ErrNotLocal {
+			t.Fatal("local domain reported as not local")
+		}
+	})
 }

@@ -723,6 +723,9 @@ func (s *session) cmdBDAT(cmd Command, perr error) *Reply {
 	// RFC 3030 §2: a refused chunk is still consumed, so that the client's
 	// pipelined commands after it are read as commands.
 	r := s.transactionReady()
+	if !s.info.ESMTP {
+		r = reply(503, "5.5.1", "Error: send EHLO first") // CHUNKING is an EHLO extension
+	}
 	if r == nil && s.bdat == nil {
 		var msg Message
 		if msg, r = s.begin("BDAT"); r == nil {
