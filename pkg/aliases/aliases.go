@@ -187,7 +187,11 @@ func parseEntry(s string) (string, []string, error) {
 		if len(targets) == MaxTargets {
 			return "", nil, fmt.Errorf("alias %q: more than %d targets", key, MaxTargets)
 		}
-		targets = append(targets, unquote(item))
+		item = unquote(item)
+		if item == "" {
+			return "", nil, fmt.Errorf("alias %q: empty target \"\"", key)
+		}
+		targets = append(targets, item)
 	}
 	if len(targets) == 0 {
 		return "", nil, fmt.Errorf("alias %q has no targets", key)

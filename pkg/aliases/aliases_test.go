@@ -87,6 +87,7 @@ func TestParseErrorsCarryFileAndLine(t *testing.T) {
 		{"a: \"b, c\n", `f:1: alias "a": unterminated quote`},
 		{"a: b\n# c\nA: c\n\td\n", `f:3: duplicate alias "a" (first defined at line 1)`},
 		{"a: b\x00c\n", `f:1: control character '\x00'`},
+		{"a: b, \"\"\n", `f:1: alias "a": empty target ""`},
 		{"a: b\rc\n", `f:1: control character '\r'`},
 	}
 	for _, c := range cases {

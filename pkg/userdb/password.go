@@ -56,8 +56,16 @@ func splitScheme(h string) (scheme, hash string) {
 	return "CRYPT", h
 }
 
+// MaxCost is the highest bcrypt cost Verify accepts: 64 times the default,
+// seconds per login. A hash above it (cost 31 takes days) would let one
+// line of the file stall the auth daemon, so it never matches.
+const MaxCost = 16
+
 func verifyBcrypt(hash, password string) bool {
 	if !strings.HasPrefix(hash, "$2") {
+		return false
+	}
+	if cost, err := bcrypt.Cost([]byte(hash)); err != nil || cost > MaxCost {
 		return false
 	}
 	// CompareHashAndPassword compares in constant time; like crypt(3) it

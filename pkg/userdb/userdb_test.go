@@ -130,6 +130,8 @@ func TestVerifySchemes(t *testing.T) {
 		{"", "", false},
 		{"{SHA512-CRYPT}$6$x$y", "pw", false},
 		{"{PLAIN", "pw", false},
+		// Cost 31 would take days: refused without hashing.
+		{"{BLF-CRYPT}$2a$31$" + bc[7:], "pw", false},
 	}
 	for _, c := range cases {
 		if got := (&User{Hash: c.hash}).Verify(c.pw); got != c.ok {
@@ -341,6 +343,8 @@ func FuzzParseLine(f *testing.F) {
 		if nameOf([]byte(line)) != strings.ToLower(u.Name) {
 			t.Fatalf("nameOf(%q) = %q, ParseLine name %q", line, nameOf([]byte(line)), u.Name)
 		}
-		u.Verify("pw")
+		if !strings.Contains(u.Hash, "$2") { // bcrypt is slow by design
+			u.Verify("pw")
+		}
 	})
 }
