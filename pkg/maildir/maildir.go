@@ -152,7 +152,7 @@ func openMaildir(root string) (*os.Root, error) {
 		return nil, fmt.Errorf("maildir %s: %w", root, err)
 	}
 	if !fi.IsDir() {
-		return nil, fmt.Errorf("maildir %s: not a directory (%s)", root, fi.Mode().Type())
+		return nil, fmt.Errorf("maildir %s: not a directory but %s", root, kind(fi))
 	}
 	r, err := os.OpenRoot(root)
 	if err != nil {
@@ -171,7 +171,7 @@ func openMaildir(root string) (*os.Root, error) {
 			}
 		}
 		if err == nil && !fi.IsDir() {
-			err = fmt.Errorf("not a directory (%s)", fi.Mode().Type())
+			err = fmt.Errorf("not a directory but %s", kind(fi))
 		}
 		if err != nil {
 			r.Close()
@@ -179,6 +179,17 @@ func openMaildir(root string) (*os.Root, error) {
 		}
 	}
 	return r, nil
+}
+
+func kind(fi fs.FileInfo) string {
+	switch t := fi.Mode().Type(); {
+	case t == fs.ModeSymlink:
+		return "a symlink, which is not followed"
+	case t == 0:
+		return "a file"
+	default:
+		return "a special file (" + t.String() + ")"
+	}
 }
 
 // copyCounting writes prefix and body to f, returning the bytes written and

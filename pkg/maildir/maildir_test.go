@@ -235,7 +235,7 @@ func TestSymlinkedRootRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := NewWriter("h").Deliver(link, nil, strings.NewReader("x\n"))
-	if err == nil || !strings.Contains(err.Error(), "not a directory") {
+	if err == nil || !strings.Contains(err.Error(), "not a directory but a symlink") {
 		t.Fatalf("err = %v", err)
 	}
 	mustEmpty(t, outside)
@@ -280,7 +280,7 @@ func TestRootOrSubfolderNotADirectory(t *testing.T) {
 	os.Mkdir(root, 0700)
 	os.WriteFile(filepath.Join(root, New), nil, 0600)
 	_, err := NewWriter("h").Deliver(root, nil, strings.NewReader("x"))
-	if err == nil || !strings.Contains(err.Error(), "new/: not a directory") {
+	if err == nil || !strings.Contains(err.Error(), "new/: not a directory but a file") {
 		t.Fatalf("err = %v", err)
 	}
 }

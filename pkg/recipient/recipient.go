@@ -272,8 +272,9 @@ func (r *Resolver) vmailIDs() (uid, gid int, err error) {
 	if name := r.cfg.Virtual.User; name != "" {
 		u, err := user.Lookup(name)
 		if err != nil {
-			if u, err = user.LookupId(name); err != nil {
-				return 0, 0, fmt.Errorf("virtual.user %s: %w", name, err)
+			var err2 error
+			if u, err2 = user.LookupId(name); err2 != nil {
+				return 0, 0, fmt.Errorf("virtual.user: %w", err)
 			}
 		}
 		uid, _ = strconv.Atoi(u.Uid)
@@ -282,8 +283,9 @@ func (r *Resolver) vmailIDs() (uid, gid int, err error) {
 	if name := r.cfg.Virtual.Group; name != "" {
 		g, err := user.LookupGroup(name)
 		if err != nil {
-			if g, err = user.LookupGroupId(name); err != nil {
-				return 0, 0, fmt.Errorf("virtual.group %s: %w", name, err)
+			var err2 error
+			if g, err2 = user.LookupGroupId(name); err2 != nil {
+				return 0, 0, fmt.Errorf("virtual.group: %w", err)
 			}
 		}
 		gid, _ = strconv.Atoi(g.Gid)

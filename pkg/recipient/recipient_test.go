@@ -299,8 +299,16 @@ func TestVirtualUsers(t *testing.T) {
 	}
 	e3 := newEnv(t, "", "alice@virtual.test:{PLAIN}x\n")
 	e3.cfg.Virtual.User = "no-such-vmail-user"
-	if _, err := e3.resolve("alice", "virtual.test"); err == nil || errors.Is(err, ErrUnknownUser) {
+	if _, err := e3.resolve("alice", "virtual.test"); err == nil || errors.Is(err, ErrUnknownUser) ||
+		!strings.Contains(err.Error(), "virtual.user: user: unknown user no-such-vmail-user") {
 		t.Fatalf("missing vmail user: %v", err)
+	}
+	// Numeric ids work too.
+	e4 := newEnv(t, "", "alice@virtual.test:{PLAIN}x\n")
+	e4.cfg.Virtual.User, e4.cfg.Virtual.Group = d.Uid, g.Gid
+	ts, err = e4.resolve("alice", "virtual.test")
+	if err != nil || fmt.Sprint(ts[0].UID) != d.Uid || fmt.Sprint(ts[0].GID) != g.Gid {
+		t.Fatalf("numeric owner: %v %v", ts, err)
 	}
 }
 
