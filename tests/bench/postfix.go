@@ -111,6 +111,14 @@ func startPostfix(base string, users, sessions int) (*postfixSystem, error) {
 	if err := os.Chown(s.mail, vuid, vgid); err != nil {
 		return s, err
 	}
+	puid, pgid, err := lookupIDs("postfix", "postfix")
+	if err != nil {
+		return s, err
+	}
+	if err := os.Chown(s.data, puid, pgid); err != nil {
+		return s, err
+	}
+	os.Chmod(s.data, 0700)
 	// The meta files post-install reads, so nothing under /etc/postfix is
 	// ever written.
 	for _, name := range []string{"postfix-files", "dynamicmaps.cf", "main.cf.proto", "master.cf.proto", "makedefs.out"} {
@@ -160,12 +168,13 @@ alias_maps =
 alias_database =
 biff = no
 maillog_file = %[4]s
+maillog_file_prefixes = %[8]s
 virtual_mailbox_domains = example.test
 virtual_mailbox_base = %[5]s
 virtual_mailbox_maps = texthash:%[1]s/vmailbox
 virtual_uid_maps = static:%[6]d
 virtual_gid_maps = static:%[7]d
-`, s.etc, s.spool, s.data, filepath.Join(dir, "maillog"), s.mail, vuid, vgid)
+`, s.etc, s.spool, s.data, filepath.Join(dir, "maillog"), s.mail, vuid, vgid, dir)
 	if err := os.WriteFile(filepath.Join(s.etc, "main.cf"), []byte(main), 0644); err != nil {
 		return s, err
 	}
@@ -295,16 +304,33 @@ func (s *postfixSystem) Stop() error {
 		s.postfix("stop") // harmless when nothing runs
 		return nil
 	}
+	// Every process of the instance must be gone, not only master.
+	var pids []int
+	for _, p := range processTree(pid) {
+		pids = append(pids, p.pid)
+	}
+	allGone := func(limit time.Duration) bool {
+		deadline := time.Now().Add(limit)
+		for _, p := range pids {
+			if !waitGone(p, time.Until(deadline)) {
+				return false
+			}
+		}
+		return true
+	}
 	out, err := s.postfix("stop")
-	if err == nil && waitGone(pid, 30*time.Second) {
+	if err == nil && allGone(30*time.Second) {
 		return nil
 	}
 	s.postfix("abort")
-	if waitGone(pid, 10*time.Second) {
+	if allGone(10 * time.Second) {
 		return fmt.Errorf("postfix stop failed (%v: %s); aborted", err, strings.TrimSpace(out))
 	}
-	syscall.Kill(-pid, syscall.SIGKILL)
-	syscall.Kill(pid, syscall.SIGKILL)
-	waitGone(pid, 5*time.Second)
+	for _, p := range pids {
+		if running(p) {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+	}
+	allGone(5 * time.Second)
 	return fmt.Errorf("postfix master %d did not stop; killed", pid)
 }
