@@ -223,10 +223,9 @@ func (m *Manager) scan(queue string, force bool) {
 	now := time.Now()
 	for _, e := range entries {
 		if !e.Complete {
-			// A writer died half-way (the sender never got 250): clean up
-			// once it is clearly abandoned.
-			if queue == spool.Incoming && now.Sub(e.ModTime) > 24*time.Hour {
-				os.Remove(m.spool.Path(queue, e.ID))
+			// A writer died half-way (its sender never got 250).
+			if queue == spool.Incoming && m.spool.RemoveAbandoned(e.ID) {
+				m.log.Info("%s: removed incomplete queue file of a receiving process that died", e.ID)
 			}
 			continue
 		}

@@ -121,6 +121,13 @@ func (s *Spool) Create(env *Envelope) (*Writer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("spool: create queue file: %w", err)
 		}
+		// The writer holds a lock until it commits or dies, so a scan can
+		// tell a file being written from one whose writer crashed.
+		if err := flock(f, true); err != nil {
+			f.Close()
+			os.Remove(s.Path(Incoming, id))
+			return nil, fmt.Errorf("spool: lock queue file: %w", err)
+		}
 		env.ID = id
 		if t, ok := IDTime(id); ok {
 			env.Arrival = t
@@ -250,6 +257,31 @@ func (s *Spool) OpenFile(queue, id string) (*File, error) {
 	p.env.ID = id
 	return &File{Envelope: p.env, Queue: queue, ContentOffset: p.contentOffset,
 		ContentSize: p.contentSize, f: f, end: p.validEnd}, nil
+}
+
+// RemoveAbandoned deletes an incomplete file in incoming/ whose writer is
+// gone: no process holds its lock. The sender of such a file never got
+// 250. It reports whether the file was removed. Files younger than a few
+// seconds are left alone, since a new file exists for an instant before
+// its writer locks it.
+func (s *Spool) RemoveAbandoned(id string) bool {
+	if !ValidID(id) {
+		return false
+	}
+	p := s.Path(Incoming, id)
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.Mode().Perm()&0100 != 0 || time.Since(st.ModTime()) < 10*time.Second {
+		return false
+	}
+	if flock(f, false) != nil {
+		return false // still being written
+	}
+	return os.Remove(p) == nil
 }
 
 // ErrIncomplete marks a queue file that is still being written.

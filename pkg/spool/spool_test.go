@@ -239,3 +239,34 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestRemoveAbandoned(t *testing.T) {
+	s := newSpool(t)
+	w, err := s.Create(&Envelope{Rcpts: []Recipient{{Addr: "x@y"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "half a message")
+	old := time.Now().Add(-time.Minute)
+	os.Chtimes(s.Path(Incoming, w.ID()), old, old)
+	if s.RemoveAbandoned(w.ID()) {
+		t.Fatal("removed a file whose writer is alive")
+	}
+	// The writer dies: its descriptor (and lock) go away, the file stays.
+	w.f.Close()
+	w.done = true
+	os.Chtimes(s.Path(Incoming, w.ID()), time.Now(), time.Now())
+	if s.RemoveAbandoned(w.ID()) {
+		t.Fatal("removed a file younger than the grace period")
+	}
+	os.Chtimes(s.Path(Incoming, w.ID()), old, old)
+	if !s.RemoveAbandoned(w.ID()) {
+		t.Fatal("abandoned file not removed")
+	}
+	// A complete file is never removed this way.
+	id := write(t, s, &Envelope{Rcpts: []Recipient{{Addr: "x@y"}}}, "m\n")
+	os.Chtimes(s.Path(Incoming, id), old, old)
+	if s.RemoveAbandoned(id) {
+		t.Fatal("removed a complete queue file")
+	}
+}

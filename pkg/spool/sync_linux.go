@@ -16,3 +16,17 @@ func fdatasync(f *os.File) error {
 		}
 	}
 }
+
+// flock takes an exclusive lock without waiting; block makes it wait.
+func flock(f *os.File, block bool) error {
+	how := unix.LOCK_EX
+	if !block {
+		how |= unix.LOCK_NB
+	}
+	for {
+		err := unix.Flock(int(f.Fd()), how)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
