@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	osuser "os/user"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -269,7 +270,11 @@ func user(cfg *config.Config, args []string, env Env) int {
 			return exitUsage
 		}
 		if args[0] == "add" {
+			_, statErr := os.Stat(path)
 			err = userdb.Add(path, name, pw)
+			if err == nil && os.IsNotExist(statErr) {
+				err = shareWithMailOwner(cfg, path)
+			}
 		} else {
 			err = userdb.SetPassword(path, name, pw)
 		}
@@ -341,4 +346,21 @@ func checkAliases(cfg *config.Config, env Env, prog string) int {
 	}
 	fmt.Fprintf(env.Stdout, "%s: %s: %d aliases\n", prog, cfg.AliasFile, m.Len())
 	return exitOK
+}
+
+// shareWithMailOwner makes a users file that root just created readable by
+// the mail owner's group (root:posthorn 0640), since smtpd checks
+// recipients against it; an admin's later choice of owner is kept by every
+// edit.
+func shareWithMailOwner(cfg *config.Config, path string) error {
+	if os.Geteuid() != 0 || cfg.MailOwner == "" {
+		return nil
+	}
+	u, err := osuser.Lookup(cfg.MailOwner)
+	if err != nil {
+		return fmt.Errorf("mail_owner %q: %w", cfg.MailOwner, err)
+	}
+	var gid int
+	fmt.Sscan(u.Gid, &gid)
+	return os.Chown(path, 0, gid)
 }
