@@ -143,6 +143,8 @@ func (c *Conn) fill() error {
 	tmp := make([]byte, 64*1024)
 	oob := make([]byte, syscall.CmsgSpace(MaxFiles*4))
 	n, oobn, flags, _, err := c.c.ReadMsgUnix(tmp, oob)
+	// On some errors the counts come back negative.
+	n, oobn = max(n, 0), max(oobn, 0)
 	if oobn > 0 {
 		if ferr := c.takeFiles(oob[:oobn]); ferr != nil && err == nil {
 			err = ferr

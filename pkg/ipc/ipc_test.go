@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func pair(t *testing.T) (*Conn, *Conn) {
@@ -89,5 +90,14 @@ func TestGarbageAndEOF(t *testing.T) {
 	}
 	if _, err := b.Receive(&m); err == nil {
 		t.Fatal("receive after EOF succeeded")
+	}
+}
+
+func TestDeadlineIsAnErrorNotAPanic(t *testing.T) {
+	_, b := pair(t)
+	b.SetDeadline(time.Now().Add(-time.Second))
+	var m msg
+	if _, err := b.Receive(&m); err == nil {
+		t.Fatal("receive past the deadline succeeded")
 	}
 }
