@@ -40,6 +40,16 @@ type Reply struct {
 	Status string `json:"status"`
 	DSN    string `json:"dsn"`
 	Text   string `json:"text"`
+	// Partial lists permanent failures of some of the mailboxes a recipient
+	// expanded to (an alias with an unknown member) when the others got
+	// the message: the recipient is done, and the sender is told of these.
+	Partial []Failure `json:"partial,omitempty"`
+}
+
+// Failure is one permanently failed part of a recipient.
+type Failure struct {
+	DSN  string `json:"dsn"`
+	Text string `json:"text"`
 }
 
 // Tempfail and Permfail build replies.

@@ -78,10 +78,15 @@ func (a *Agent) deliver(req agent.Request, qf *os.File) (agent.Reply, string) {
 		return agent.Permfail("5.1.3", "bad recipient address syntax: %v", err), ""
 	}
 	targets, err := res.Resolve(mb.Local, mb.Domain)
+	var partial []agent.Failure
 	if errors.Is(err, recipient.ErrUnknownUser) {
-		return agent.Permfail("5.1.1", "unknown user: %q", mb.Local), ""
-	}
-	if err != nil {
+		if len(targets) == 0 {
+			return agent.Permfail("5.1.1", "unknown user: %q", mb.Local), ""
+		}
+		// Some members of an alias are unknown: the others get the message,
+		// the sender hears about these (as Postfix's local does).
+		partial = append(partial, agent.Failure{DSN: "5.1.1", Text: err.Error()})
+	} else if err != nil {
 		return agent.Tempfail("4.3.0", "cannot resolve recipient: %v", err), ""
 	}
 	if len(targets) == 0 {
@@ -97,7 +102,7 @@ func (a *Agent) deliver(req agent.Request, qf *os.File) (agent.Reply, string) {
 		}
 		what = append(what, w)
 	}
-	return agent.Reply{Status: agent.Sent, DSN: "2.0.0", Text: strings.Join(what, ", ")}, ""
+	return agent.Reply{Status: agent.Sent, DSN: "2.0.0", Text: strings.Join(what, ", "), Partial: partial}, ""
 }
 
 func (a *Agent) deliverTarget(req agent.Request, qf *os.File, t recipient.Target) (agent.Reply, string) {

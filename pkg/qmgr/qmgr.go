@@ -308,6 +308,21 @@ func (m *Manager) handle(ctx context.Context, j job) {
 			return
 		}
 		m.agentOK()
+		if len(rep.Partial) > 0 && rep.Status == agent.Sent {
+			// Tell the sender about the parts that failed before the
+			// recipient is recorded as done.
+			var fs []bounce.Failure
+			for _, p := range rep.Partial {
+				fs = append(fs, bounce.Failure{Recipient: rc.Addr, Orig: rc.Params["ORCPT"], DSN: p.DSN, Reason: p.Text})
+			}
+			if qf.Sender != "" {
+				if err := m.queueBounce(qf, fs); err != nil {
+					m.log.Warning("%s: cannot queue bounce: %v", j.id, err)
+					retry = true
+					return
+				}
+			}
+		}
 		st := spool.StatusDeferred
 		switch rep.Status {
 		case agent.Sent:

@@ -116,6 +116,9 @@ type result struct {
 	elapsed   time.Duration // first connect to last Maildir file
 	delivered int
 	use       usage
+	clientCPU time.Duration // this program (the Go client, sampling) and smtp-source
+	otherCPU  time.Duration // everything else on the machine
+	window    time.Duration // from the start of the load to the empty queue
 	problems  []string
 }
 
@@ -156,6 +159,7 @@ func measure(sys mailSystem, l load, client string) *result {
 	r := &result{system: sys.Name(), l: l, client: client}
 	tr := newTracker(sys.MasterPid(), sys.Label)
 	tr.Start(100 * time.Millisecond)
+	busy0, own0, t0 := cpuBusy(), ownCPU(), time.Now()
 	l.addr = sys.Addr()
 	if client == "smtp-source" {
 		r.lr = runSmtpSource(l)
@@ -186,6 +190,12 @@ func measure(sys mailSystem, l load, client string) *result {
 		time.Sleep(20 * time.Millisecond)
 	}
 	r.use = tr.Finish()
+	r.window = time.Since(t0)
+	r.clientCPU = ownCPU() - own0
+	r.otherCPU = cpuBusy() - busy0 - r.clientCPU - time.Duration(r.use.total*float64(time.Second))
+	if r.otherCPU < 0 {
+		r.otherCPU = 0
+	}
 	// A late duplicate would show up here.
 	time.Sleep(200 * time.Millisecond)
 	r.delivered, last = maildirCount(sys.Maildirs())
@@ -283,6 +293,8 @@ func (r *result) String() string {
 	}
 	b.WriteString(strings.Join(parts, ", "))
 	fmt.Fprintf(&b, "; delivered %d/%d", r.delivered, r.l.n)
+	fmt.Fprintf(&b, "\n%-9s machine during the run (%.1f s x %d CPUs): %s %.1f CPU-s, client %.1f CPU-s, other processes %.1f CPU-s",
+		"", r.window.Seconds(), numCPU(), r.system, r.use.total, r.clientCPU.Seconds(), r.otherCPU.Seconds())
 	for _, p := range r.problems {
 		fmt.Fprintf(&b, "\n  FAIL: %s", p)
 	}
@@ -331,6 +343,24 @@ func main() {
 	if err != nil {
 		fatalf("%v", err)
 	}
+	// One folder for the whole bench, each instance in a folder of its own
+	// below it, spread to its own block group (see setTopDir).
+	work, err := os.MkdirTemp(absBase, "bench-")
+	if err != nil {
+		fatalf("%v", err)
+	}
+	atExit(func() {
+		if *keep {
+			fmt.Printf("kept %s\n", work)
+		} else {
+			os.RemoveAll(work)
+		}
+	})
+	os.Chmod(work, 0755)
+	spread := "each instance in its own folder, in a block group of its own (ext4 Orlov top-directory flag)"
+	if err := setTopDir(work); err != nil {
+		spread = fmt.Sprintf("each instance in its own folder (cannot set the top-directory flag: %v)", err)
+	}
 	bins := *binDir
 	if bins == "" {
 		root, err := moduleRoot()
@@ -361,20 +391,17 @@ func main() {
 	}
 	fmt.Printf("load: %d messages, %d-byte payload, %d concurrent sessions, %s; client %s\n", l.n, l.size, l.c, conn, *client)
 	fmt.Printf("recipients: %d virtual users user0..user%d@example.test, round robin, one Maildir each\n", l.users, l.users-1)
-	fmt.Printf("storage: spool and Maildirs of every instance under %s (%s)\n", absBase, mountOf(absBase))
+	fmt.Printf("storage: spool and Maildirs of every instance under %s (%s); %s\n", work, mountOf(work), spread)
 	fmt.Println("end to end = first connect to the last file in a Maildir new/; 250-reply = end of data to the 250; session = connect to the 250")
 	fmt.Println("CPU = utime+stime of master and all its descendants (/proc/<pid>/stat, reaped children included), before the load to empty queue")
 
 	failed := false
 	var results []*result
-	ph, err := startPosthorn(absBase, bins, l.users, l.c)
+	ph, err := startPosthorn(work, bins, l.users, l.c)
 	if ph != nil {
 		atExit(func() {
 			if err := ph.Stop(); err != nil {
 				fmt.Fprintf(os.Stderr, "bench: %v\n", err)
-			}
-			if !*keep {
-				os.RemoveAll(ph.dir)
 			}
 		})
 	}
@@ -396,14 +423,11 @@ func main() {
 	case !postfixInstalled():
 		fmt.Println("postfix not installed: comparison skipped")
 	default:
-		pf, err := startPostfix(absBase, l.users, l.c)
+		pf, err := startPostfix(work, l.users, l.c)
 		if pf != nil {
 			atExit(func() {
 				if err := pf.Stop(); err != nil {
 					fmt.Fprintf(os.Stderr, "bench: %v\n", err)
-				}
-				if !*keep {
-					os.RemoveAll(pf.dir)
 				}
 			})
 		}

@@ -530,7 +530,11 @@ func TestProcessLimit(t *testing.T) {
 	c2.expectClosed()
 	c1.cmd("QUIT", "221")
 	c1.expectClosed()
-	ts.waitLog("disconnect from")
+	waitFor(t, "the first session to end", func() bool {
+		ts.srv.mu.Lock()
+		defer ts.srv.mu.Unlock()
+		return len(ts.srv.sessions) == 0
+	})
 	c3 := ts.session()
 	c3.cmd("QUIT", "221")
 }

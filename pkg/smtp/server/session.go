@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -28,9 +27,17 @@ type connReader struct {
 	conn    net.Conn
 	timeout time.Duration
 	refresh bool
+	// flush sends queued replies. It runs before every network read, which
+	// the bufio.Reader above makes only when it has run out of input: the
+	// moment RFC 2920 §3.2 says pipelined replies must go out, since the
+	// client may be waiting for them.
+	flush func() error
 }
 
 func (r *connReader) Read(p []byte) (int, error) {
+	if err := r.flush(); err != nil {
+		return 0, err
+	}
 	if r.refresh {
 		r.conn.SetReadDeadline(time.Now().Add(r.timeout))
 	}
@@ -95,6 +102,7 @@ func newSession(srv *Server, cfg Config, c net.Conn) *session {
 		buf:   make([]byte, 32*1024),
 		last:  "CONNECT",
 	}
+	rd.flush = s.flush
 	s.info.RemoteAddr = c.RemoteAddr()
 	s.info.RemoteIP = remoteIP(c.RemoteAddr())
 	s.info.RemoteName = "unknown"
@@ -207,13 +215,6 @@ func (s *session) count(name string, ok bool) {
 // bare LF both end a command line: unlike message data, a command cannot
 // be smuggled past another MTA's parser, and Postfix accepts both.
 func (s *session) readCommand() (string, error) {
-	// Flush unless a whole command is already waiting: pipelined replies go
-	// out together (RFC 2920 §3.2), but never wait while the client waits.
-	if n := s.br.Buffered(); n == 0 || !hasLF(s.br, n) {
-		if err := s.flush(); err != nil {
-			return "", err
-		}
-	}
 	s.conn.SetReadDeadline(time.Now().Add(s.cfg.Timeout))
 	if s.env == nil {
 		s.idle.Store(true)
@@ -243,11 +244,6 @@ func (s *session) readCommand() (string, error) {
 		return "", errLineTooLong
 	}
 	return string(line), nil
-}
-
-func hasLF(br *bufio.Reader, n int) bool {
-	b, _ := br.Peek(n)
-	return bytes.IndexByte(b, '\n') >= 0
 }
 
 // readFailed ends the session after a failed read.
@@ -595,10 +591,6 @@ func (s *session) cmdData(cmd Command) *Reply {
 		return r
 	}
 	s.bw.WriteString(reply(354, "", "End data with <CR><LF>.<CR><LF>").wire())
-	if err := s.flush(); err != nil {
-		msg.Abort()
-		return nil
-	}
 	w := s.newMessageWriter(msg)
 	dr := NewDataReader(s.br, s.cfg.MaxMessageSize)
 	s.rd.refresh = true
