@@ -412,7 +412,10 @@ func TestShutdownForcedBeforeCommit(t *testing.T) {
 		case <-entered:
 		default:
 			close(entered)
-			<-release
+			select {
+			case <-release:
+			case <-time.After(10 * time.Second):
+			}
 		}
 	}
 	ts := startServer(t, testConfig(), be)

@@ -591,6 +591,12 @@ func (s *session) cmdData(cmd Command) *Reply {
 		return r
 	}
 	s.bw.WriteString(reply(354, "", "End data with <CR><LF>.<CR><LF>").wire())
+	// The client waits for 354 (RFC 2920 §3.1), so it goes out now, not
+	// only when the data is read.
+	if err := s.flush(); err != nil {
+		msg.Abort()
+		return nil
+	}
 	w := s.newMessageWriter(msg)
 	dr := NewDataReader(s.br, s.cfg.MaxMessageSize)
 	s.rd.refresh = true
