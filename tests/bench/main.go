@@ -157,6 +157,8 @@ func maildirCount(dirs []string) (int, time.Time) {
 // measure runs the load against sys and waits for every delivery.
 func measure(sys mailSystem, l load, client string) *result {
 	r := &result{system: sys.Name(), l: l, client: client}
+	// Start from clean page cache: nothing of an earlier run left to write.
+	syscall.Sync()
 	tr := newTracker(sys.MasterPid(), sys.Label)
 	tr.Start(100 * time.Millisecond)
 	busy0, own0, t0 := cpuBusy(), ownCPU(), time.Now()
@@ -210,6 +212,14 @@ func measure(sys mailSystem, l load, client string) *result {
 		r.problems = append(r.problems, fmt.Sprintf("delivered %d messages, want %d", r.delivered, l.n))
 	}
 	return r
+}
+
+// median returns the result with the median rate (the lower one of an
+// even count).
+func median(rs []*result) *result {
+	s := append([]*result(nil), rs...)
+	sort.SliceStable(s, func(i, j int) bool { return s[i].rate() < s[j].rate() })
+	return s[(len(s)-1)/2]
 }
 
 func percentile(d []time.Duration, p float64) time.Duration {
@@ -268,7 +278,11 @@ func (r *result) String() string {
 		fmt.Fprintf(&b, ", 250-reply latency n/a (client reports totals only)")
 	}
 	per := 1000 / float64(r.l.n)
-	fmt.Fprintf(&b, ", CPU %.2f s/1000 msgs (", r.use.total*per)
+	kernel := 0.0
+	if r.use.total > 0 {
+		kernel = 100 * r.use.sys / r.use.total
+	}
+	fmt.Fprintf(&b, ", CPU %.2f s/1000 msgs, %.0f%% in the kernel (", r.use.total*per, kernel)
 	var parts []string
 	var other float64
 	for i, v := range order(r.use.cpu, mainPrograms) {
@@ -316,9 +330,10 @@ func main() {
 	binDir := flag.String("bin", "", "folder with the built programs (default: build them into a temporary folder)")
 	base := flag.String("dir", os.TempDir(), "where the instances keep their spool and Maildirs")
 	keep := flag.Bool("keep", false, "keep the instances' folders")
+	rounds := flag.Int("rounds", 3, "measure each system this many times, alternating which goes first; the median is reported")
 	flag.Parse()
-	if *n <= 0 || *c <= 0 || *size < 0 || *users <= 0 {
-		fatalf("-n, -c and -users must be positive, -size not negative")
+	if *n <= 0 || *c <= 0 || *size < 0 || *users <= 0 || *rounds <= 0 {
+		fatalf("-n, -c, -users and -rounds must be positive, -size not negative")
 	}
 	if *client != "go" && *client != "smtp-source" {
 		fatalf("unknown client %q: want go or smtp-source", *client)
@@ -395,65 +410,99 @@ func main() {
 	fmt.Println("end to end = first connect to the last file in a Maildir new/; 250-reply = end of data to the 250; session = connect to the 250")
 	fmt.Println("CPU = utime+stime of master and all its descendants (/proc/<pid>/stat, reaped children included), before the load to empty queue")
 
-	failed := false
-	var results []*result
-	ph, err := startPosthorn(work, bins, l.users, l.c)
-	if ph != nil {
-		atExit(func() {
-			if err := ph.Stop(); err != nil {
-				fmt.Fprintf(os.Stderr, "bench: %v\n", err)
-			}
-		})
-	}
-	if err != nil {
-		fatalf("starting posthorn: %v", err)
-	}
-	r := measure(ph, l, *client)
-	if !r.ok() {
-		failed = true
-		fmt.Fprintf(os.Stderr, "posthorn log (last lines):\n%s\n", ph.LogTail(30))
-	}
-	ph.Stop()
-	fmt.Println(r)
-	results = append(results, r)
-
+	comparePostfix := false
 	switch {
 	case !*withPostfix:
 		fmt.Println("postfix comparison not requested (-postfix=false): comparison skipped")
 	case !postfixInstalled():
 		fmt.Println("postfix not installed: comparison skipped")
+	case os.Geteuid() != 0:
+		fmt.Println("postfix needs root to start: comparison skipped")
 	default:
-		pf, err := startPostfix(work, l.users, l.c)
-		if pf != nil {
-			atExit(func() {
-				if err := pf.Stop(); err != nil {
-					fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		comparePostfix = true
+		fmt.Printf("postfix %s: private instance, virtual(8) to Maildir, default durability (queue file fsynced before the 250, Maildir file fsynced)\n", postfixVersion())
+	}
+
+	failed := false
+	var phs, pfs []*result
+	for round := 1; round <= *rounds; round++ {
+		// Alternate who goes first, so neither always runs on a machine
+		// still busy with the other's aftermath.
+		order := []string{"posthorn", "postfix"}
+		if round%2 == 0 {
+			order = []string{"postfix", "posthorn"}
+		}
+		if *rounds > 1 {
+			fmt.Printf("round %d/%d\n", round, *rounds)
+		}
+		for _, name := range order {
+			var sys mailSystem
+			var err error
+			switch {
+			case name == "posthorn":
+				var ph *posthornSystem
+				ph, err = startPosthorn(work, bins, l.users, l.c)
+				if ph != nil {
+					sys = ph
 				}
-			})
+			case comparePostfix:
+				var pf *postfixSystem
+				pf, err = startPostfix(work, l.users, l.c)
+				if pf != nil {
+					sys = pf
+				}
+			default:
+				continue
+			}
+			if sys != nil {
+				atExit(func() {
+					if err := sys.Stop(); err != nil {
+						fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+					}
+				})
+			}
+			if err != nil {
+				fatalf("starting %s: %v", name, err)
+			}
+			r := measure(sys, l, *client)
+			if !r.ok() {
+				failed = true
+				fmt.Fprintf(os.Stderr, "%s log (last lines):\n%s\n", name, sys.LogTail(30))
+			}
+			if err := sys.Stop(); err != nil {
+				fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+				failed = true
+			}
+			fmt.Println(r)
+			if name == "posthorn" {
+				phs = append(phs, r)
+			} else {
+				pfs = append(pfs, r)
+			}
 		}
-		if errors.Is(err, errNeedRoot) {
-			fmt.Println("postfix needs root to start: comparison skipped")
-			break
+	}
+	ph := median(phs)
+	if *rounds > 1 {
+		fmt.Printf("median of %d rounds (the round with the median msg/s):\n", *rounds)
+		fmt.Println(ph)
+	}
+	if comparePostfix {
+		pf := median(pfs)
+		if *rounds > 1 {
+			fmt.Println(pf)
 		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "bench: starting postfix: %v\n", err)
-			failed = true
-			break
-		}
-		r := measure(pf, l, *client)
-		if !r.ok() {
-			failed = true
-			fmt.Fprintf(os.Stderr, "postfix log (last lines):\n%s\n", pf.LogTail(30))
-		}
-		if err := pf.Stop(); err != nil {
-			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
-			failed = true
-		}
-		fmt.Printf("postfix %s: private instance, virtual(8) to Maildir, default durability (queue file fsync before 250, Maildir file fsync)\n", postfixVersion())
-		fmt.Println(r)
-		results = append(results, r)
-		if pr := r.rate(); pr > 0 {
-			fmt.Printf("ratio posthorn/postfix: %.2fx end-to-end msg/s\n", results[0].rate()/pr)
+		if pf.rate() > 0 {
+			var each []string
+			for i := range phs {
+				if i < len(pfs) && pfs[i].rate() > 0 {
+					each = append(each, fmt.Sprintf("%.2f", phs[i].rate()/pfs[i].rate()))
+				}
+			}
+			fmt.Printf("ratio posthorn/postfix: %.2fx end-to-end msg/s", ph.rate()/pf.rate())
+			if len(each) > 1 {
+				fmt.Printf(" (per round: %s)", strings.Join(each, ", "))
+			}
+			fmt.Println()
 		}
 	}
 	if failed {

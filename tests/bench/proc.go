@@ -35,6 +35,7 @@ type procInfo struct {
 
 func (p procInfo) own() uint64 { return p.utime + p.stime }
 func (p procInfo) all() uint64 { return p.utime + p.stime + p.cutime + p.cstime }
+func (p procInfo) sys() uint64 { return p.stime + p.cstime }
 
 // readStat parses /proc/<pid>/stat (proc(5)).
 func readStat(pid int) (procInfo, error) {
@@ -118,6 +119,7 @@ type tracker struct {
 	mu        sync.Mutex
 	base      map[int]procInfo // at start
 	baseTotal uint64
+	baseSys   uint64
 	last      map[int]procInfo // latest sample of every process seen
 	names     map[int]string
 	stop      chan struct{}
@@ -132,12 +134,12 @@ func newTracker(root int, label func(p procInfo) string) *tracker {
 // treeTotal is the CPU time of a whole tree: every live process's own time
 // plus what it has reaped, which covers every process that has exited (as
 // long as its parent was in the tree).
-func treeTotal(ps []procInfo) uint64 {
-	var t uint64
+func treeTotal(ps []procInfo) (all, sys uint64) {
 	for _, p := range ps {
-		t += p.all()
+		all += p.all()
+		sys += p.sys()
 	}
-	return t
+	return all, sys
 }
 
 func (t *tracker) record(ps []procInfo) {
@@ -160,7 +162,7 @@ func (t *tracker) Start(interval time.Duration) {
 	for _, p := range ps {
 		t.base[p.pid] = p
 	}
-	t.baseTotal = treeTotal(ps)
+	t.baseTotal, t.baseSys = treeTotal(ps)
 	t.record(ps)
 	go func() {
 		defer close(t.done)
@@ -186,6 +188,7 @@ type nameValue struct {
 // usage is what a run cost.
 type usage struct {
 	total float64 // CPU seconds of the whole tree
+	sys   float64 // the part spent in the kernel
 	cpu   []nameValue
 	rss   []nameValue // peak RSS in MB, the largest process of each program
 }
@@ -200,7 +203,9 @@ func (t *tracker) Finish() usage {
 	defer t.mu.Unlock()
 	var u usage
 	if len(ps) > 0 {
-		u.total = float64(treeTotal(ps)-t.baseTotal) / clockTicks
+		all, sys := treeTotal(ps)
+		u.total = float64(all-t.baseTotal) / clockTicks
+		u.sys = float64(sys-t.baseSys) / clockTicks
 	}
 	cpu := map[string]float64{}
 	rss := map[string]float64{}
