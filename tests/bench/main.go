@@ -412,10 +412,10 @@ func main() {
 
 	comparePostfix := false
 	switch {
-	case !*withPostfix:
-		fmt.Println("postfix comparison not requested (-postfix=false): comparison skipped")
 	case !postfixInstalled():
 		fmt.Println("postfix not installed: comparison skipped")
+	case !*withPostfix:
+		fmt.Println("postfix comparison not requested (-postfix=false): comparison skipped")
 	case os.Geteuid() != 0:
 		fmt.Println("postfix needs root to start: comparison skipped")
 	default:
