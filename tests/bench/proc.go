@@ -146,7 +146,9 @@ func (t *tracker) record(ps []procInfo) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, p := range ps {
-		if _, ok := t.names[p.pid]; !ok {
+		// A process forked by master carries master's name until it
+		// executes its program: name it again when its comm changes.
+		if old, ok := t.last[p.pid]; !ok || old.comm != p.comm {
 			t.names[p.pid] = t.label(p)
 		}
 		if old, ok := t.last[p.pid]; ok && p.hwmKB == 0 {
@@ -211,8 +213,14 @@ func (t *tracker) Finish() usage {
 	rss := map[string]float64{}
 	count := map[string]int{}
 	var attributed float64
+	rootName := t.names[t.root]
 	for pid, p := range t.last {
 		name := t.names[pid]
+		if pid != t.root && name == rootName {
+			// master forked, not yet running the daemon: its time is
+			// master's, its memory is master's pages.
+			p.hwmKB = 0
+		}
 		own := p.own()
 		if b, ok := t.base[pid]; ok {
 			own -= b.own()
@@ -223,7 +231,9 @@ func (t *tracker) Finish() usage {
 		if mb := float64(p.hwmKB) / 1024; mb > rss[name] {
 			rss[name] = mb
 		}
-		count[name]++
+		if p.hwmKB > 0 || pid == t.root {
+			count[name]++
+		}
 	}
 	for name, v := range cpu {
 		u.cpu = append(u.cpu, nameValue{name, v, count[name]})
