@@ -207,3 +207,62 @@ s.quit()
 		t.Errorf("status after stop: %q", out)
 	}
 }
+
+func TestQueueOperations(t *testing.T) {
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := StartSystem(t, func(c *config.Config) { c.Local.HomeMailbox = "" })
+	var ids []string
+	for i := 0; i < 3; i++ {
+		out, err := s.Python(`
+import os, smtplib
+s = smtplib.SMTP(os.environ["SMTP_HOST"], int(os.environ["SMTP_PORT"]))
+s.ehlo("x"); s.mail("sender@example.org"); s.rcpt("` + me.Username + `@localhost")
+print(s.data(b"Subject: queued\r\n\r\nkept in the queue\r\n")[1].decode())
+s.quit()
+`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, queuedAs.FindStringSubmatch(out)[1])
+	}
+	s.WaitFor("three deferred messages", 15*time.Second, func() bool {
+		ents, _ := os.ReadDir(filepath.Join(s.Cfg.SpoolDir, "deferred"))
+		return len(ents) == 3
+	})
+
+	out, err := s.Posthorn("", "queue", "show", ids[0])
+	if err != nil || !strings.Contains(out, "sender: sender@example.org") || !strings.Contains(out, "kept in the queue") ||
+		!strings.Contains(out, "(deferred: 4.3.0 mbox delivery") {
+		t.Errorf("queue show: %v\n%s", err, out)
+	}
+	// Each operation is logged Postfix-style (to standard error, or syslog).
+	if out, err := s.Posthorn("", "queue", "hold", ids[0]); err != nil || !strings.Contains(out, "Placed on hold: 1 message") ||
+		!strings.Contains(out, "posthorn/postsuper[") || !strings.Contains(out, ids[0]+": placed on hold") {
+		t.Errorf("hold: %v %q", err, out)
+	}
+	if q, _ := s.Posthorn("", "queue", "list"); !strings.Contains(q, ids[0]+"!") {
+		t.Errorf("held message not marked with !:\n%s", q)
+	}
+	if out, err := s.Posthorn("", "queue", "release", ids[0]); err != nil || !strings.Contains(out, "Released from hold: 1 message") {
+		t.Errorf("release: %v %q", err, out)
+	}
+	if out, err := s.Posthorn(ids[1]+"\n", "queue", "delete", "-"); err != nil || !strings.Contains(out, "Deleted: 1 message") {
+		t.Errorf("delete -: %v %q", err, out)
+	}
+	if out, err := s.Posthorn("", "queue", "delete", "../../etc/passwd"); err == nil {
+		t.Errorf("delete accepted a path: %q", out)
+	}
+	if out, err := s.Posthorn("", "queue", "flush"); err != nil {
+		t.Errorf("flush: %v %q", err, out)
+	}
+	s.WaitFor("the flushed messages to be tried again", 15*time.Second, func() bool {
+		return strings.Count(s.Log(), "status=deferred (mbox delivery") >= 5
+	})
+	if out, err := s.Posthorn("", "queue", "delete", "ALL"); err != nil || !strings.Contains(out, "Deleted: 2 messages") {
+		t.Errorf("delete ALL: %v %q", err, out)
+	}
+	s.WaitFor("an empty queue", 10*time.Second, s.QueueEmpty)
+}

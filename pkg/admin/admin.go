@@ -1,7 +1,7 @@
 // Package admin is the posthorn command: the one admin tool (DESIGN §4).
 //
 //	posthorn [-c FILE] start | stop | reload | status | check
-//	posthorn [-c FILE] queue list
+//	posthorn [-c FILE] queue list | show | flush | delete | hold | release | requeue
 //	posthorn [-c FILE] config [-n | -d]
 //	posthorn [-c FILE] user add | del | passwd NAME, user list
 //	posthorn [-c FILE] aliases
@@ -60,6 +60,12 @@ commands:
   status             exit 0 if the mail system is running
   check              validate configuration, permissions and spool
   queue list         list the queue in mailq format
+  queue show ID      print a queued message with its envelope (postcat -q)
+  queue flush        retry every deferred message now (postqueue -f)
+  queue delete ID..  delete messages; ALL for every one, - to read IDs (postsuper -d)
+  queue hold ID..    put messages on hold (postsuper -h)
+  queue release ID.. release held messages (postsuper -H)
+  queue requeue ID.. queue messages again from the start (postsuper -r)
   config [-n|-d]     print the effective settings (-n: non-default only, -d: defaults)
   user add NAME      add a virtual user; password on standard input
   user passwd NAME   change a virtual user's password (standard input)
@@ -122,11 +128,7 @@ func Main(args []string, env Env) int {
 	case "check":
 		return check(cfg, env)
 	case "queue":
-		if len(rest) == 1 && rest[0] == "list" {
-			return listQueue(cfg, env)
-		}
-		fmt.Fprintln(env.Stderr, "usage: posthorn queue list")
-		return exitUsage
+		return queueCmd(cfg, rest, env)
 	case "config":
 		return showConfig(cfg, rest, env)
 	case "user":

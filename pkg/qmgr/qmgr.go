@@ -350,7 +350,10 @@ func (m *Manager) finish(qf *spool.File) {
 	cfg := m.config()
 	if len(qf.Pending()) > 0 {
 		if err := m.spool.Move(qf.ID, spool.Active, spool.Deferred); err != nil {
-			m.log.Warning("%v", err)
+			// Gone: the administrator deleted or held it meanwhile.
+			if !errors.Is(err, os.ErrNotExist) {
+				m.log.Warning("%v", err)
+			}
 			return
 		}
 		// Postfix's backoff: wait as long as the message has been queued,
@@ -386,7 +389,9 @@ func (m *Manager) finish(qf *spool.File) {
 		}
 	}
 	if err := m.spool.Remove(spool.Active, qf.ID); err != nil {
-		m.log.Warning("%v", err)
+		if !errors.Is(err, os.ErrNotExist) {
+			m.log.Warning("%v", err)
+		}
 		return
 	}
 	// Make the removal durable soon; until then a crash could deliver again.

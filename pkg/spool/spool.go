@@ -227,10 +227,24 @@ type File struct {
 // OpenFile opens and parses message id in queue for update. A torn result
 // record left by a crash is cut off so appends stay well-formed.
 func (s *Spool) OpenFile(queue, id string) (*File, error) {
+	return s.open(queue, id, true)
+}
+
+// ReadFile opens message id in queue for reading only (listing, show): it
+// changes nothing, not even a torn record.
+func (s *Spool) ReadFile(queue, id string) (*File, error) {
+	return s.open(queue, id, false)
+}
+
+func (s *Spool) open(queue, id string, update bool) (*File, error) {
 	if !ValidID(id) {
 		return nil, fmt.Errorf("spool: invalid queue ID %q", id)
 	}
-	f, err := os.OpenFile(s.Path(queue, id), os.O_RDWR, 0)
+	mode := os.O_RDONLY
+	if update {
+		mode = os.O_RDWR
+	}
+	f, err := os.OpenFile(s.Path(queue, id), mode, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -248,7 +262,7 @@ func (s *Spool) OpenFile(queue, id string) (*File, error) {
 		f.Close()
 		return nil, fmt.Errorf("spool: %s/%s: %w", queue, id, err)
 	}
-	if p.validEnd < st.Size() {
+	if update && p.validEnd < st.Size() {
 		if err := f.Truncate(p.validEnd); err != nil {
 			f.Close()
 			return nil, fmt.Errorf("spool: %s/%s: cut torn record: %w", queue, id, err)
