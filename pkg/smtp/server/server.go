@@ -334,7 +334,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.forced.Store(true)
 			s.mu.Lock()
 			for ss := range s.sessions {
-				ss.conn.Close()
+				ss.raw.Close()
 			}
 			s.mu.Unlock()
 		}

@@ -63,6 +63,9 @@ type session struct {
 	cfg     Config
 	backend Backend
 	log     *maillog.Logger
+	// raw is the accepted connection and conn the one spoken on; they differ
+	// once STARTTLS wraps raw. Shutdown acts on raw, which always works.
+	raw     net.Conn
 	conn    net.Conn
 	rd      *connReader
 	br      *bufio.Reader
@@ -91,6 +94,7 @@ func newSession(srv *Server, cfg Config, c net.Conn) *session {
 		cfg:     cfg,
 		backend: srv.backend,
 		log:     cfg.Log,
+		raw:     c,
 		conn:    c,
 		rd:      rd,
 		// The buffer holds a whole command line, so a line within the limit
@@ -106,17 +110,23 @@ func newSession(srv *Server, cfg Config, c net.Conn) *session {
 	s.info.RemoteAddr = c.RemoteAddr()
 	s.info.RemoteIP = remoteIP(c.RemoteAddr())
 	s.info.RemoteName = "unknown"
+	s.client = "unknown[unknown]"
+	return s
+}
+
+// identify names the client for logs and Received: with its PTR name, which
+// DNS (and so the client) controls: hence neuter.
+func (s *session) identify() {
 	addr := "unknown"
-	if s.info.RemoteIP != nil {
-		addr = s.info.RemoteIP.String()
-		if cfg.LookupPTR != nil {
-			if n := cfg.LookupPTR(s.info.RemoteIP); n != "" {
+	if ip := s.info.RemoteIP; ip != nil {
+		addr = ip.String()
+		if s.cfg.LookupPTR != nil {
+			if n := s.cfg.LookupPTR(ip); n != "" {
 				s.info.RemoteName = neuter(n)
 			}
 		}
 	}
 	s.client = s.info.RemoteName + "[" + addr + "]"
-	return s
 }
 
 func remoteIP(a net.Addr) net.IP {
@@ -139,12 +149,13 @@ func remoteIP(a net.Addr) net.IP {
 // deadline lands after its own.
 func (s *session) interruptIfIdle() {
 	if s.idle.Load() {
-		s.conn.SetReadDeadline(time.Now())
+		s.raw.SetReadDeadline(time.Now())
 	}
 }
 
 func (s *session) run() {
 	defer s.conn.Close()
+	s.identify()
 	defer s.finish()
 	s.log.Info("connect from %s", s.client)
 
@@ -303,7 +314,7 @@ func (s *session) reply(r *Reply) {
 func (s *session) syncError() {
 	n := s.br.Buffered()
 	peek, _ := s.br.Peek(min(n, 100))
-	s.log.Info("improper command pipelining after %s from %s: %s", s.last, s.client, peek)
+	s.log.Info("improper command pipelining after %s from %s: %s", s.last, s.client, printable(string(peek)))
 	s.send(reply(554, "5.5.0", "Error: SMTP protocol synchronization"))
 	s.quit = true
 }
