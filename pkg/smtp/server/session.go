@@ -65,11 +65,11 @@ type session struct {
 	log     *maillog.Logger
 	// raw is the accepted connection and conn the one spoken on; they differ
 	// once STARTTLS wraps raw. Shutdown acts on raw, which always works.
-	raw     net.Conn
-	conn    net.Conn
-	rd      *connReader
-	br      *bufio.Reader
-	bw      *bufio.Writer
+	raw  net.Conn
+	conn net.Conn
+	rd   *connReader
+	br   *bufio.Reader
+	bw   *bufio.Writer
 
 	info   ConnInfo
 	client string // "name[addr]" as Postfix logs it
