@@ -124,7 +124,8 @@ func ParsePath(s string, smtputf8 bool) (Mailbox, error) {
 	if inner == "" {
 		return Mailbox{}, nil
 	}
-	if strings.EqualFold(inner, "postmaster") {
+	// ASCII-only comparison: strings.EqualFold would also take "poſtmaster".
+	if lowerASCII(inner) == "postmaster" {
 		return Mailbox{Local: "postmaster"}, nil
 	}
 	p := &parser{s: inner, utf8: smtputf8}

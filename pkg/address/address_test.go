@@ -98,6 +98,8 @@ func TestParsePathInvalid(t *testing.T) {
 		"<@a.example>",
 		"<@a.example:>",
 		"<@a.example,b.example:u@x>",
+		"<poſtmaster>", // U+017F folds to 's' in Unicode, not in SMTP
+		"<@a.example:postmaster>",
 		"<@-a.example:u@x>",
 		"<user@>",
 		"<@example.org>",
