@@ -39,7 +39,7 @@ func ParseCommand(line string) (Command, error) {
 		verb, rest = line[:i], line[i+1:]
 	}
 	// On error the verb is still returned, for the session's statistics.
-	verb = strings.ToUpper(verb)
+	verb = upperASCII(verb)
 	if line == "" {
 		return Command{}, reply(500, "5.5.2", "Error: bad syntax")
 	}
@@ -80,7 +80,7 @@ func ParseCommand(line string) (Command, error) {
 // both, but the path itself is parsed strictly later.
 func (c *Command) parsePathArgs(prefix string, syntax, badAddr *Reply) error {
 	a := c.Arg
-	if len(a) < len(prefix) || !strings.EqualFold(a[:len(prefix)], prefix) {
+	if len(a) < len(prefix) || upperASCII(a[:len(prefix)]) != prefix {
 		return syntax
 	}
 	a = strings.TrimLeft(a[len(prefix):], " \t")
@@ -155,7 +155,7 @@ func parseParam(s string) (Param, bool) {
 			}
 		}
 	}
-	return Param{Keyword: strings.ToUpper(kw), Value: val, HasValue: hasVal}, true
+	return Param{Keyword: upperASCII(kw), Value: val, HasValue: hasVal}, true
 }
 
 func isAlnum(c byte) bool {
@@ -173,7 +173,7 @@ func (c *Command) parseBDAT() error {
 		return syntax
 	}
 	if len(f) == 2 {
-		if !strings.EqualFold(f[1], "LAST") {
+		if upperASCII(f[1]) != "LAST" {
 			return syntax
 		}
 		c.Last = true
@@ -206,4 +206,22 @@ func parseDecimal(s string) (int64, bool) {
 		n = n*10 + int64(d-'0')
 	}
 	return n, true
+}
+
+// upperASCII upper-cases ASCII letters only. SMTP keywords are ASCII and
+// case-insensitive (RFC 5321 §2.4); Unicode case mapping would let "maıl"
+// (dotless i) or "LAſT" (long s) pass for MAIL and LAST.
+func upperASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'a' <= s[i] && s[i] <= 'z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'a' <= b[j] && b[j] <= 'z' {
+					b[j] -= 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
 }

@@ -252,3 +252,17 @@ func TestParseCommand(t *testing.T) {
 		}
 	}
 }
+
+// Keywords are ASCII: Unicode case mapping must not turn look-alikes into
+// commands or markers.
+func TestParseCommandASCIICase(t *testing.T) {
+	if cmd, _ := ParseCommand("ma\u0131l FROM:<a@b>"); cmd.Verb == "MAIL" {
+		t.Errorf("dotless i read as MAIL")
+	}
+	if cmd, err := ParseCommand("BDAT 1 LA\u017fT"); err == nil || cmd.Last {
+		t.Errorf("long s read as LAST")
+	}
+	if cmd, err := ParseCommand("mail from:<a@b>"); err != nil || cmd.Verb != "MAIL" || cmd.Path != "<a@b>" {
+		t.Errorf("lower-case MAIL: %+v %v", cmd, err)
+	}
+}

@@ -367,9 +367,8 @@ func (s *session) execute(line string) {
 }
 
 func statName(verb string) string {
-	v := strings.ToLower(verb)
 	for _, n := range statOrder[:len(statOrder)-1] {
-		if n == v {
+		if upperASCII(n) == verb {
 			return n
 		}
 	}
@@ -495,9 +494,9 @@ func (s *session) cmdMail(cmd Command) *Reply {
 			}
 			env.DeclaredSize = n
 		case "BODY": // RFC 6152 §2
-			switch strings.ToUpper(p.Value) {
+			switch upperASCII(p.Value) {
 			case "7BIT", "8BITMIME":
-				env.Body = strings.ToUpper(p.Value)
+				env.Body = upperASCII(p.Value)
 			default:
 				return reply(501, "5.5.4", "Unsupported BODY parameter")
 			}
