@@ -44,6 +44,9 @@ type Reply struct {
 	// expanded to (an alias with an unknown member) when the others got
 	// the message: the recipient is done, and the sender is told of these.
 	Partial []Failure `json:"partial,omitempty"`
+	// Forward lists addresses the recipient's mail goes on to (an alias or
+	// .forward naming other domains): qmgr queues a new message for them.
+	Forward []string `json:"forward,omitempty"`
 }
 
 // Failure is one permanently failed part of a recipient.

@@ -94,15 +94,22 @@ func (a *Agent) deliver(req agent.Request, qf *os.File) (agent.Reply, string) {
 	}
 	// Every target must succeed for the recipient to be done; a retry
 	// redelivers to all (as Postfix's local does).
-	var what []string
+	var what, forward []string
 	for _, t := range targets {
+		if t.Kind == recipient.Remote {
+			forward = append(forward, t.Address)
+			continue
+		}
 		rep, w := a.deliverTarget(req, qf, t)
 		if rep.Status != agent.Sent {
 			return rep, w
 		}
 		what = append(what, w)
 	}
-	return agent.Reply{Status: agent.Sent, DSN: "2.0.0", Text: strings.Join(what, ", "), Partial: partial}, ""
+	if len(forward) > 0 {
+		what = append(what, "forwarded as new message")
+	}
+	return agent.Reply{Status: agent.Sent, DSN: "2.0.0", Text: strings.Join(what, ", "), Partial: partial, Forward: forward}, ""
 }
 
 func (a *Agent) deliverTarget(req agent.Request, qf *os.File, t recipient.Target) (agent.Reply, string) {
@@ -110,8 +117,6 @@ func (a *Agent) deliverTarget(req agent.Request, qf *os.File, t recipient.Target
 	case recipient.Maildir:
 	case recipient.Mbox:
 		return agent.Tempfail("4.3.0", "mbox delivery to %s is not available in this version; set local.home_mailbox = \"Maildir/\"", t.Path), ""
-	case recipient.Remote:
-		return agent.Tempfail("4.3.0", "forwarding to remote address <%s> is not available in this version", t.Address), ""
 	default:
 		return agent.Tempfail("4.3.0", "delivery to %s is not available in this version", t.Path), ""
 	}

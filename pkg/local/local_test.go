@@ -149,3 +149,11 @@ func TestUnwritableMaildirDefers(t *testing.T) {
 		t.Fatalf("permission error gave %+v, want a deferral", rep)
 	}
 }
+
+func TestRemoteAliasMemberIsForwarded(t *testing.T) {
+	f := newFixture(t, nil)
+	rep := f.deliver(t, "s@x", "far@localhost")
+	if rep.Status != agent.Sent || len(rep.Forward) != 1 || rep.Forward[0] != "someone@elsewhere.example" {
+		t.Fatalf("reply %+v", rep)
+	}
+}

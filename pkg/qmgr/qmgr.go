@@ -9,9 +9,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,7 +69,9 @@ func (n *Notifier) Notify(msg Notice) error {
 type Manager struct {
 	log   *maillog.Logger
 	spool *spool.Spool
-	local *agent.Client
+	// Delivery agents by transport name: "local" for local and virtual
+	// domains, "smtp" for everything else.
+	agents map[string]*agent.Client
 
 	cfgMu sync.Mutex
 	cfg   *config.Config
@@ -91,9 +95,12 @@ func New(cfg *config.Config, log *maillog.Logger) *Manager {
 		log:   log,
 		cfg:   cfg,
 		spool: spool.Open(cfg.SpoolDir),
-		local: agent.NewClient(filepath.Join(cfg.SpoolDir, spool.Private, "local"), cfg.Queue.LocalConcurrency),
-		work:  make(chan job, 100000),
-		busy:  map[string]bool{},
+		agents: map[string]*agent.Client{
+			"local": agent.NewClient(filepath.Join(cfg.SpoolDir, spool.Private, "local"), cfg.Queue.LocalConcurrency),
+			"smtp":  agent.NewClient(filepath.Join(cfg.SpoolDir, spool.Private, "smtp"), cfg.Queue.LocalConcurrency),
+		},
+		work: make(chan job, 100000),
+		busy: map[string]bool{},
 	}
 }
 
@@ -142,7 +149,9 @@ func (m *Manager) Run(ctx context.Context, l net.Listener) error {
 		select {
 		case <-ctx.Done():
 			wg.Wait()
-			m.local.Close()
+			for _, a := range m.agents {
+				a.Close()
+			}
 			return nil
 		case <-tick.C:
 			m.scan(spool.Incoming, false)
@@ -300,7 +309,7 @@ func (m *Manager) handle(ctx context.Context, j job) {
 		}
 		req := agent.Request{QueueID: j.id, Sender: qf.Sender, Recipient: rc.Addr, Orig: rc.Params["ORCPT"],
 			Arrival: qf.Arrival, Active: activeAt, Offset: qf.ContentOffset, Size: qf.ContentSize}
-		rep, err := m.local.Deliver(ctx, req, qf.OSFile())
+		rep, err := m.agents[transport(cfg, rc.Addr)].Deliver(ctx, req, qf.OSFile())
 		if err != nil {
 			// Nothing was learned; keep the message active and try soon.
 			m.log.Warning("%s: %v", j.id, err)
@@ -321,6 +330,15 @@ func (m *Manager) handle(ctx context.Context, j job) {
 					retry = true
 					return
 				}
+			}
+		}
+		if len(rep.Forward) > 0 && rep.Status == agent.Sent {
+			// An alias or .forward sent the recipient elsewhere: the new
+			// message is durably queued before this recipient counts as done.
+			if err := m.queueForward(qf, rc.Addr, rep.Forward); err != nil {
+				m.log.Warning("%s: cannot queue forwarded message: %v", j.id, err)
+				retry = true
+				return
 			}
 		}
 		st := spool.StatusDeferred
@@ -422,6 +440,54 @@ func (m *Manager) queueBounce(qf *spool.File, failures []bounce.Failure) error {
 	m.log.Info("%s: sender non-delivery notification: %s", qf.ID, w.ID())
 	m.enqueue(w.ID(), spool.Incoming)
 	return nil
+}
+
+// queueForward queues the message again for the addresses a recipient
+// forwards to, keeping the envelope sender (so bounces reach the original
+// sender) and adding Delivered-To for loop detection, as Postfix's local
+// does for aliases and .forward.
+func (m *Manager) queueForward(qf *spool.File, rcpt string, to []string) error {
+	env := &spool.Envelope{Sender: qf.Sender, Attrs: map[string]string{"origin": "forward", "orig_queue_id": qf.ID}}
+	for k, v := range qf.Attrs {
+		if k == "body" || k == "smtputf8" {
+			env.Attrs[k] = v
+		}
+	}
+	for _, a := range to {
+		env.Rcpts = append(env.Rcpts, spool.Recipient{Addr: a, Params: map[string]string{"ORCPT": "rfc822;" + rcpt}})
+	}
+	w, err := m.spool.Create(env)
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(w, "Delivered-To: %s\n", rcpt); err != nil {
+		w.Abort()
+		return err
+	}
+	if _, err := io.Copy(w, qf.Content()); err != nil {
+		w.Abort()
+		return err
+	}
+	if err := w.Commit(); err != nil {
+		return err
+	}
+	m.log.Info("%s: forwarded as %s", qf.ID, w.ID())
+	m.enqueue(w.ID(), spool.Incoming)
+	return nil
+}
+
+// transport chooses the delivery agent for a recipient: local and virtual
+// domains are delivered here, every other domain by SMTP.
+func transport(cfg *config.Config, addr string) string {
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		return "local"
+	}
+	d := addr[at+1:]
+	if cfg.IsLocalDomain(d) || cfg.IsVirtualDomain(d) {
+		return "local"
+	}
+	return "smtp"
 }
 
 // retryLater brings a message back after a delivery agent failure, waiting

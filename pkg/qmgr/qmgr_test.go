@@ -49,13 +49,14 @@ func (f *fakeAgent) count(prefix string) int {
 }
 
 type harness struct {
-	t     *testing.T
-	cfg   *config.Config
-	sp    *spool.Spool
-	agent *fakeAgent
-	log   *logBuf
-	note  *Notifier
-	stop  func()
+	t      *testing.T
+	cfg    *config.Config
+	sp     *spool.Spool
+	agent  *fakeAgent // local
+	remote *fakeAgent // smtp
+	log    *logBuf
+	note   *Notifier
+	stop   func()
 }
 
 type logBuf struct {
@@ -81,6 +82,7 @@ func start(t *testing.T, tweak func(*config.Config)) *harness {
 	cfg := config.Defaults()
 	cfg.SpoolDir = dir
 	cfg.Hostname = "mx.example.test"
+	cfg.LocalDomains = []string{"x", "y"}
 	cfg.Queue.RunDelay = config.Duration(100 * time.Millisecond)
 	cfg.Queue.MinimalBackoff = config.Duration(300 * time.Millisecond)
 	cfg.Queue.MaximalBackoff = config.Duration(time.Second)
@@ -95,6 +97,11 @@ func start(t *testing.T, tweak func(*config.Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	remote := &fakeAgent{results: map[string]agent.Reply{}}
+	sl, err := net.Listen("unix", filepath.Join(dir, spool.Private, "smtp"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	ql, err := net.Listen("unix", filepath.Join(dir, spool.Private, "qmgr"))
 	if err != nil {
 		t.Fatal(err)
@@ -102,13 +109,14 @@ func start(t *testing.T, tweak func(*config.Config)) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := &agent.Server{Handler: fa.handle}
 	go srv.Serve(ctx, al)
+	go (&agent.Server{Handler: remote.handle}).Serve(ctx, sl)
 	lb := &logBuf{}
 	log := maillog.New("posthorn", "qmgr", "stderr")
 	log.SetOutput(lb)
 	m := New(cfg, log)
 	done := make(chan struct{})
 	go func() { m.Run(ctx, ql); close(done) }()
-	h := &harness{t: t, cfg: cfg, sp: spool.Open(dir), agent: fa, log: lb,
+	h := &harness{t: t, cfg: cfg, sp: spool.Open(dir), agent: fa, remote: remote, log: lb,
 		note: NewNotifier(filepath.Join(dir, spool.Private, "qmgr"))}
 	h.stop = func() { cancel(); <-done }
 	t.Cleanup(h.stop)
@@ -296,3 +304,20 @@ func TestAgentDownKeepsMessage(t *testing.T) {
 
 // ErrAgentText is how an unreachable agent shows in the log.
 const ErrAgentText = "delivery agent unavailable"
+
+func TestRoutingAndForwarding(t *testing.T) {
+	h := start(t, nil)
+	h.agent.results["alias@y"] = agent.Reply{Status: agent.Sent, DSN: "2.0.0", Text: "forwarded",
+		Forward: []string{"far@z.example", "near@y"}}
+	id := h.queue("s@x", "alias@y", "direct@z.example")
+	h.waitFor("removal", func() bool { return strings.Contains(h.log.String(), id+": removed") })
+	h.waitFor("forwarded copies", func() bool {
+		return h.remote.count("far@z.example Delivered-To: alias@y\nSubject: test") == 1 && h.agent.count("near@y Delivered-To: alias@y\n") == 1
+	})
+	if h.remote.count("direct@z.example Subject: test") != 1 || h.agent.count("direct@") != 0 {
+		t.Fatalf("remote recipient not routed to smtp: local %v, smtp %v", h.agent.got, h.remote.got)
+	}
+	if !strings.Contains(h.log.String(), id+": forwarded as ") {
+		t.Fatalf("forward not logged:\n%s", h.log.String())
+	}
+}
