@@ -32,7 +32,7 @@ func FuzzParseCommand(f *testing.F) {
 			}
 			return
 		}
-		if cmd.Verb != strings.ToUpper(cmd.Verb) {
+		if cmd.Verb != upperASCII(cmd.Verb) {
 			t.Fatalf("%q: verb %q not upper case", line, cmd.Verb)
 		}
 		for _, s := range []string{cmd.Verb, cmd.Arg, cmd.Path} {
@@ -46,7 +46,7 @@ func FuzzParseCommand(f *testing.F) {
 			}
 		}
 		for _, p := range cmd.Params {
-			if p.Keyword == "" || p.Keyword != strings.ToUpper(p.Keyword) || strings.ContainsAny(p.Value, " =\x00") {
+			if p.Keyword == "" || p.Keyword != upperASCII(p.Keyword) || strings.ContainsAny(p.Value, " =\x00") {
 				t.Fatalf("%q: parameter %+v", line, p)
 			}
 		}
