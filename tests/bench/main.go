@@ -316,6 +316,12 @@ func (r *result) String() string {
 }
 
 func main() {
+	defer func() {
+		if v := recover(); v != nil {
+			runCleanups()
+			panic(v)
+		}
+	}()
 	defClient := os.Getenv("BENCH_CLIENT")
 	if defClient == "" {
 		defClient = "go"

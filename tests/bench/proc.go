@@ -241,7 +241,7 @@ func (t *tracker) Finish() usage {
 	}
 	// Processes that exited between two samples: their last moments are
 	// in their parent's reaped time only.
-	if rest := u.total - attributed; rest >= 0.01 {
+	if rest := u.total - attributed; rest >= 0.01 && rest >= u.total/100 {
 		u.cpu = append(u.cpu, nameValue{"exited", rest, 0})
 	}
 	sort.SliceStable(u.cpu, func(i, j int) bool { return u.cpu[i].value > u.cpu[j].value })
