@@ -138,7 +138,10 @@ func expandIDs(sp *spool.Spool, queues, ids []string, env Env) ([]string, error)
 					return nil, err
 				}
 				for _, e := range ents {
-					out = append(out, e.ID)
+					// A file still being received is nobody's to touch.
+					if e.Complete {
+						out = append(out, e.ID)
+					}
 				}
 			}
 		case "-":

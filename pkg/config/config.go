@@ -275,8 +275,20 @@ func (c *Config) Validate() error {
 	if c.MessageSizeLimit <= 0 {
 		return fmt.Errorf("message_size_limit must be positive")
 	}
-	if c.SMTPD.RecipientLimit <= 0 || c.SMTPD.HardErrorLimit <= 0 || c.SMTPD.LineLengthLimit < 512 {
-		return fmt.Errorf("smtpd limits must be positive (line_length_limit at least 512)")
+	for name, v := range map[string]int64{
+		"smtpd.recipient_limit": int64(c.SMTPD.RecipientLimit), "smtpd.hard_error_limit": int64(c.SMTPD.HardErrorLimit),
+		"smtpd.junk_command_limit": int64(c.SMTPD.JunkCommandLimit), "smtpd.header_size_limit": int64(c.SMTPD.HeaderSizeLimit),
+		"smtpd.hopcount_limit": int64(c.SMTPD.HopCountLimit), "smtpd.process_limit": int64(c.SMTPD.ProcessLimit),
+		"smtpd.timeout": int64(c.SMTPD.Timeout), "queue.queue_run_delay": int64(c.Queue.RunDelay),
+		"queue.maximal_queue_lifetime": int64(c.Queue.MaximalLifetime), "queue.bounce_queue_lifetime": int64(c.Queue.BounceLifetime),
+		"master.stop_grace": int64(c.Master.StopGrace),
+	} {
+		if v <= 0 {
+			return fmt.Errorf("%s must be positive", name)
+		}
+	}
+	if c.SMTPD.LineLengthLimit < 512 {
+		return fmt.Errorf("smtpd.line_length_limit must be at least 512 (RFC 5321 §4.5.3.1.4)")
 	}
 	if c.Queue.MinimalBackoff <= 0 || c.Queue.MaximalBackoff < c.Queue.MinimalBackoff {
 		return fmt.Errorf("queue: maximal_backoff_time must be at least minimal_backoff_time > 0")

@@ -292,7 +292,9 @@ func (m *Manager) handle(ctx context.Context, j job) {
 
 	for _, i := range pending {
 		rc := qf.Rcpts[i]
-		if expired && rc.Status == spool.StatusDeferred {
+		// Past its lifetime a message is returned, whatever kept it: failed
+		// attempts or a transport that never came up.
+		if expired {
 			reason := rc.Reason
 			if reason == "" {
 				reason = "delivery temporarily suspended"
@@ -311,10 +313,11 @@ func (m *Manager) handle(ctx context.Context, j job) {
 			Arrival: qf.Arrival, Active: activeAt, Offset: qf.ContentOffset, Size: qf.ContentSize}
 		rep, err := m.agents[transport(cfg, rc.Addr)].Deliver(ctx, req, qf.OSFile())
 		if err != nil {
-			// Nothing was learned; keep the message active and try soon.
+			// Nothing was learned about this recipient; the others still get
+			// their turn, and the message stays active to be tried soon.
 			m.log.Warning("%s: %v", j.id, err)
 			retry = true
-			return
+			continue
 		}
 		m.agentOK()
 		if len(rep.Partial) > 0 && rep.Status == agent.Sent {
@@ -359,6 +362,9 @@ func (m *Manager) handle(ctx context.Context, j job) {
 			retry = true
 			return
 		}
+	}
+	if retry {
+		return
 	}
 	m.finish(qf)
 }

@@ -96,6 +96,8 @@ func NewBackend(cfg *config.Config, log *maillog.Logger) *Backend {
 func (b *Backend) SetConfig(cfg *config.Config) {
 	var nets []*net.IPNet
 	for _, s := range cfg.SMTPD.RelayNetworks {
+		// Postfix writes IPv6 networks in brackets: [::1]/128 or [::1].
+		s = strings.Replace(strings.Replace(s, "[", "", 1), "]", "", 1)
 		if !strings.Contains(s, "/") {
 			if strings.Contains(s, ":") {
 				s += "/128"
@@ -103,7 +105,7 @@ func (b *Backend) SetConfig(cfg *config.Config) {
 				s += "/32"
 			}
 		}
-		if _, n, err := net.ParseCIDR(strings.Trim(s, "[]")); err == nil {
+		if _, n, err := net.ParseCIDR(s); err == nil {
 			nets = append(nets, n)
 		} else {
 			b.log.Warning("smtpd.relay_networks: ignoring %q: %v", s, err)
@@ -161,7 +163,6 @@ func (b *Backend) CheckRecipient(c *server.ConnInfo, env *server.Envelope, rcpt 
 
 // Begin opens a queue file for the message.
 func (b *Backend) Begin(env *server.Envelope) (server.Message, *server.Reply) {
-	cfg, _, _ := b.current()
 	se := &spool.Envelope{Sender: env.From.String(), Attrs: map[string]string{
 		"client_address": ipString(env.Conn.RemoteIP),
 		"client_name":    env.Conn.RemoteName,
@@ -172,12 +173,8 @@ func (b *Backend) Begin(env *server.Envelope) (server.Message, *server.Reply) {
 		se.Attrs["smtputf8"] = "yes"
 	}
 	for _, r := range env.Rcpts {
-		addr := r.Addr.String()
-		if r.Addr.Domain == "" {
-			// Bare <postmaster> is delivered to postmaster in our domain.
-			addr = r.Addr.Local + "@" + cfg.Hostname
-		}
-		se.Rcpts = append(se.Rcpts, spool.Recipient{Addr: addr})
+		// Bare <postmaster> stays bare: local resolves it through the aliases.
+		se.Rcpts = append(se.Rcpts, spool.Recipient{Addr: r.Addr.String()})
 	}
 	w, err := b.spool.Create(se)
 	if err != nil {

@@ -30,8 +30,9 @@ func Prepare(dir string, uid, gid int) error {
 		Incoming: 0700, Active: 0700, Deferred: 0700, Hold: 0700, Corrupt: 0700,
 		Private: 0700, Public: 0711, PidDir: 0755,
 		// Anyone may drop a file, nobody may list, read or remove another's:
-		// sticky, world-writable, not world-readable (maildrop.go says why).
-		Maildrop: 01733,
+		// sticky, world-writable, not world-readable. (Go spells the sticky
+		// bit os.ModeSticky, not 01000.)
+		Maildrop: 0733 | os.ModeSticky,
 	}
 	for name, mode := range modes {
 		p := filepath.Join(dir, name)
