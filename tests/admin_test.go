@@ -266,3 +266,25 @@ s.quit()
 	}
 	s.WaitFor("an empty queue", 10*time.Second, s.QueueEmpty)
 }
+
+func TestBarePostmasterReachesTheAlias(t *testing.T) {
+	s := StartSystem(t, nil)
+	os.WriteFile(s.Cfg.AliasFile, []byte("postmaster: pm@example.test\n"), 0644)
+	s.AddUser("pm@example.test")
+	out, err := s.Python(`
+import os, smtplib
+s = smtplib.SMTP(os.environ["SMTP_HOST"], int(os.environ["SMTP_PORT"]))
+s.ehlo("x"); s.mail("a@example.org")
+print(s.docmd("RCPT TO:<Postmaster>")[0])
+print(s.data(b"Subject: to postmaster\r\n\r\nhello\r\n")[0])
+s.quit()
+`)
+	if err != nil || out != "250\n250\n" {
+		t.Fatalf("replies %q %v", out, err)
+	}
+	for _, b := range s.WaitMessages(s.Maildir("pm"), 1, 15*time.Second) {
+		if !strings.Contains(b, "Subject: to postmaster") {
+			t.Fatalf("got:\n%s", b)
+		}
+	}
+}

@@ -321,3 +321,15 @@ func TestRoutingAndForwarding(t *testing.T) {
 		t.Fatalf("forward not logged:\n%s", h.log.String())
 	}
 }
+
+func TestUnreachableTransportDoesNotBlockOthersAndExpires(t *testing.T) {
+	h := start(t, func(c *config.Config) { c.Queue.MaximalLifetime = config.Duration(2 * time.Second) })
+	os.Remove(filepath.Join(h.cfg.SpoolDir, spool.Private, "smtp"))
+	id := h.queue("sender@x", "far@z.example", "near@y")
+	h.waitFor("the local recipient", func() bool { return h.agent.count("near@y ") == 1 })
+	h.waitFor("expiry of the unreachable one", func() bool { return strings.Contains(h.log.String(), id+": removed") })
+	if !strings.Contains(h.log.String(), id+": to=<far@z.example>, relay=none") || h.agent.count("near@y ") != 1 {
+		t.Fatalf("log:\n%s", h.log.String())
+	}
+	h.waitFor("the bounce to the sender", func() bool { return h.agent.count("sender@x ") == 1 })
+}

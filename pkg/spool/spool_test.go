@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -268,5 +269,22 @@ func TestRemoveAbandoned(t *testing.T) {
 	os.Chtimes(s.Path(Incoming, id), old, old)
 	if s.RemoveAbandoned(id) {
 		t.Fatal("removed a complete queue file")
+	}
+}
+
+func TestPrepareModes(t *testing.T) {
+	dir := t.TempDir()
+	if err := Prepare(dir, -1, -1); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]os.FileMode{Incoming: 0700 | os.ModeDir, Private: 0700 | os.ModeDir,
+		Maildrop: 0733 | os.ModeDir | os.ModeSticky} {
+		st, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode() != want {
+			t.Errorf("%s has mode %v, want %v", name, st.Mode(), want)
+		}
 	}
 }
