@@ -222,6 +222,16 @@ func median(rs []*result) *result {
 	return s[(len(s)-1)/2]
 }
 
+// medianCPU is the median CPU seconds per 1000 messages.
+func medianCPU(rs []*result) float64 {
+	var v []float64
+	for _, r := range rs {
+		v = append(v, r.use.total*1000/float64(r.l.n))
+	}
+	sort.Float64s(v)
+	return v[(len(v)-1)/2]
+}
+
 func percentile(d []time.Duration, p float64) time.Duration {
 	if len(d) == 0 {
 		return 0
@@ -507,6 +517,11 @@ func main() {
 			fmt.Printf("ratio posthorn/postfix: %.2fx end-to-end msg/s", ph.rate()/pf.rate())
 			if len(each) > 1 {
 				fmt.Printf(" (per round: %s)", strings.Join(each, ", "))
+			}
+			// CPU per message depends much less on what else the machine
+			// runs than throughput does.
+			if pc, hc := medianCPU(pfs), medianCPU(phs); pc > 0 {
+				fmt.Printf("; CPU per message %.2fx (median %.2f vs %.2f s/1000 msgs)", hc/pc, hc, pc)
 			}
 			fmt.Println()
 		}
