@@ -80,8 +80,8 @@ type Manager struct {
 	mu   sync.Mutex
 	busy map[string]bool // queue IDs being handled or waiting in work
 
-	retryMu    sync.Mutex
-	agentRetry time.Duration // delay before retrying after an agent failure
+	retryMu sync.Mutex
+	waiting map[string]*retry // messages waiting to retry after an agent failure
 }
 
 type job struct {
@@ -319,7 +319,7 @@ func (m *Manager) handle(ctx context.Context, j job) {
 			retry = true
 			continue
 		}
-		m.agentOK()
+		m.agentOK(j.id)
 		if len(rep.Partial) > 0 && rep.Status == agent.Sent {
 			// Tell the sender about the parts that failed before the
 			// recipient is recorded as done.
@@ -496,24 +496,64 @@ func transport(cfg *config.Config, addr string) string {
 	return "smtp"
 }
 
-// retryLater brings a message back after a delivery agent failure, waiting
-// longer the longer agents stay unreachable (at most a minute).
-func (m *Manager) retryLater(id string) {
-	m.retryMu.Lock()
-	if m.agentRetry == 0 {
-		m.agentRetry = 200 * time.Millisecond
-	} else if m.agentRetry < time.Minute {
-		m.agentRetry *= 2
-	}
-	d := m.agentRetry
-	m.retryMu.Unlock()
-	time.AfterFunc(d, func() { m.enqueue(id, spool.Active) })
+// retry is a message waiting for an unreachable delivery agent.
+type retry struct {
+	timer *time.Timer
+	delay time.Duration
 }
 
-func (m *Manager) agentOK() {
+// Agent failure backoff, per message: a restarting agent is usually back
+// within a second (master restarts crashed daemons after 100 ms), one that
+// stays away is tried at most every maxAgentRetry.
+const (
+	minAgentRetry = 200 * time.Millisecond
+	maxAgentRetry = 30 * time.Second
+)
+
+// retryLater brings a message back after a delivery agent failure, waiting
+// longer each time this message meets an unreachable agent.
+func (m *Manager) retryLater(id string) {
 	m.retryMu.Lock()
-	m.agentRetry = 0
+	defer m.retryMu.Unlock()
+	if m.waiting == nil {
+		m.waiting = map[string]*retry{}
+	}
+	r := m.waiting[id]
+	if r == nil {
+		r = &retry{delay: minAgentRetry}
+		m.waiting[id] = r
+	} else {
+		r.delay = min(2*r.delay, maxAgentRetry)
+	}
+	r.timer = time.AfterFunc(r.delay, func() {
+		m.retryMu.Lock()
+		if m.waiting[id] == r {
+			r.timer = nil
+		}
+		m.retryMu.Unlock()
+		m.enqueue(id, spool.Active)
+	})
+}
+
+// agentOK is called when an agent answered: messages waiting for one are
+// tried now rather than when their timers run out.
+func (m *Manager) agentOK(id string) {
+	m.retryMu.Lock()
+	var now []string
+	for wid, r := range m.waiting {
+		if wid == id {
+			delete(m.waiting, wid)
+			continue
+		}
+		if r.timer != nil && r.timer.Stop() {
+			r.timer = nil
+			now = append(now, wid)
+		}
+	}
 	m.retryMu.Unlock()
+	for _, wid := range now {
+		m.enqueue(wid, spool.Active)
+	}
 }
 
 // permanent turns a temporary status code into the permanent one reported
