@@ -119,7 +119,7 @@ func TestVerifySchemes(t *testing.T) {
 		{"{BLF-CRYPT}" + y, "pw\x00junk", false},
 		{y, "pw", true}, // no scheme: CRYPT
 		{"{CRYPT}" + bc, "pw", true},
-		{"{CRYPT}$6$salt$hash", "pw", false}, // SHA512-CRYPT not yet
+		{"{CRYPT}$6$salt$hash", "pw", false}, // SHA512-CRYPT, wrong hash
 		{"{BLF-CRYPT}garbage", "pw", false},
 		{"{PLAIN}secret", "secret", true},
 		{"{plain}secret", "secret", true},
