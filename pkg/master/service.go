@@ -41,6 +41,7 @@ type listenSpec struct {
 	name    string
 	network string // tcp4, tcp6, tcp or unix
 	addr    string
+	mode    os.FileMode // of a Unix socket; 0 means 0600
 }
 
 func (l listenSpec) key() string { return l.network + " " + l.addr }
@@ -49,7 +50,7 @@ func (l listenSpec) key() string { return l.network + " " + l.addr }
 // more entry here.
 func specs(cfg *config.Config) ([]spec, error) {
 	private := func(name string) []listenSpec {
-		return []listenSpec{{name, "unix", filepath.Join(cfg.SpoolDir, spool.Private, name)}}
+		return []listenSpec{{name, "unix", filepath.Join(cfg.SpoolDir, spool.Private, name), 0}}
 	}
 	var out []spec
 	if len(cfg.SMTPD.Listen) > 0 {
@@ -59,12 +60,16 @@ func specs(cfg *config.Config) ([]spec, error) {
 			if err != nil {
 				return nil, fmt.Errorf("smtpd.listen: %w", err)
 			}
-			ls = append(ls, listenSpec{"smtp", n, a})
+			ls = append(ls, listenSpec{"smtp", n, a, 0})
 		}
 		out = append(out, spec{name: "smtpd", user: cfg.MailOwner, setting: "mail_owner", listen: ls})
 	}
 	out = append(out,
 		spec{name: "qmgr", user: cfg.MailOwner, setting: "mail_owner", listen: private("qmgr")},
+		// Any local user may submit mail: public/pickup is world-writable;
+		// pickup learns who connected from the kernel (SO_PEERCRED).
+		spec{name: "pickup", user: cfg.MailOwner, setting: "mail_owner",
+			listen: []listenSpec{{"pickup", "unix", filepath.Join(cfg.SpoolDir, spool.Public, "pickup"), 0666}}},
 		spec{name: "local", user: cfg.Local.DeliveryUser, setting: "local.delivery_user", listen: private("local")},
 	)
 	return out, nil
@@ -127,8 +132,9 @@ type listener struct {
 }
 
 // bind creates a listening socket. Unix sockets are handed to the mail
-// owner (uid >= 0) with mode 0600: the daemons that connect to them all run
-// as that user, and private/ keeps everybody else out anyway.
+// owner (uid >= 0) with mode 0600 unless the spec says otherwise: the
+// daemons that connect to private ones all run as that user, and private/
+// keeps everybody else out anyway.
 func bind(l listenSpec, uid, gid int) (*listener, error) {
 	if l.network != "unix" {
 		nl, err := net.Listen(l.network, l.addr)
@@ -159,7 +165,11 @@ func bind(l listenSpec, uid, gid int) (*listener, error) {
 	f, err := ul.File()
 	ul.Close()
 	if err == nil {
-		err = os.Chmod(l.addr, 0600)
+		mode := l.mode
+		if mode == 0 {
+			mode = 0600
+		}
+		err = os.Chmod(l.addr, mode)
 	}
 	if err == nil && uid >= 0 {
 		err = os.Chown(l.addr, uid, gid)

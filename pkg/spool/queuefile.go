@@ -120,8 +120,9 @@ func (e *Envelope) Pending() []int {
 	return idx
 }
 
-// escape encodes a value for a record.
-func escape(s string) string {
+// Escape encodes a value for a record: bytes outside 0x21-0x7E and '%'
+// become %XX, so a value is one word on one line; the empty string is "%".
+func Escape(s string) string {
 	if s == "" {
 		return "%"
 	}
@@ -137,7 +138,8 @@ func escape(s string) string {
 	return b.String()
 }
 
-func unescape(s string) (string, error) {
+// Unescape reverses Escape; malformed input is ErrCorrupt.
+func Unescape(s string) (string, error) {
 	if s == "%" {
 		return "", nil
 	}
@@ -169,15 +171,15 @@ func encodeHeader(env *Envelope) (hdr []byte, contentLenOffset int) {
 	var b strings.Builder
 	b.WriteString(magic)
 	fmt.Fprintf(&b, "time %d\n", env.Arrival.UnixNano())
-	fmt.Fprintf(&b, "from %s\n", escape(env.Sender))
+	fmt.Fprintf(&b, "from %s\n", Escape(env.Sender))
 	for _, k := range sortedKeys(env.Attrs) {
-		fmt.Fprintf(&b, "attr %s %s\n", escape(k), escape(env.Attrs[k]))
+		fmt.Fprintf(&b, "attr %s %s\n", Escape(k), Escape(env.Attrs[k]))
 	}
 	for _, r := range env.Rcpts {
 		b.WriteString("rcpt ")
-		b.WriteString(escape(r.Addr))
+		b.WriteString(Escape(r.Addr))
 		for _, k := range sortedKeys(r.Params) {
-			fmt.Fprintf(&b, " %s=%s", escape(k), escape(r.Params[k]))
+			fmt.Fprintf(&b, " %s=%s", Escape(k), Escape(r.Params[k]))
 		}
 		b.WriteByte('\n')
 	}
@@ -189,7 +191,7 @@ func encodeHeader(env *Envelope) (hdr []byte, contentLenOffset int) {
 
 // doneRecord is the line appended for one recipient's result.
 func doneRecord(idx int, st Status, t time.Time, dsn, reason string) []byte {
-	return []byte(fmt.Sprintf("done %d %s %d %s %s\n", idx, st, t.UnixNano(), escape(dsn), escape(reason)))
+	return []byte(fmt.Sprintf("done %d %s %d %s %s\n", idx, st, t.UnixNano(), Escape(dsn), Escape(reason)))
 }
 
 // parsed is the result of reading a queue file.
@@ -237,7 +239,7 @@ func parse(r io.ReaderAt, size int64) (*parsed, error) {
 			}
 			p.env.Arrival = time.Unix(0, n)
 		case "from":
-			if p.env.Sender, err = unescape(rest); err != nil {
+			if p.env.Sender, err = Unescape(rest); err != nil {
 				return nil, fmt.Errorf("%w: bad sender", ErrCorrupt)
 			}
 		case "attr":
@@ -245,8 +247,8 @@ func parse(r io.ReaderAt, size int64) (*parsed, error) {
 			if !ok || len(p.env.Attrs) >= maxAttrs {
 				return nil, fmt.Errorf("%w: bad attribute", ErrCorrupt)
 			}
-			k, err1 := unescape(k)
-			v, err2 := unescape(v)
+			k, err1 := Unescape(k)
+			v, err2 := Unescape(v)
 			if err1 != nil || err2 != nil {
 				return nil, fmt.Errorf("%w: bad attribute", ErrCorrupt)
 			}
@@ -256,15 +258,15 @@ func parse(r io.ReaderAt, size int64) (*parsed, error) {
 				return nil, fmt.Errorf("%w: too many recipients", ErrCorrupt)
 			}
 			fields := strings.Split(rest, " ")
-			addr, err := unescape(fields[0])
+			addr, err := Unescape(fields[0])
 			if err != nil {
 				return nil, fmt.Errorf("%w: bad recipient", ErrCorrupt)
 			}
 			rc := Recipient{Addr: addr}
 			for _, f := range fields[1:] {
 				k, v, ok := strings.Cut(f, "=")
-				k, err1 := unescape(k)
-				v, err2 := unescape(v)
+				k, err1 := Unescape(k)
+				v, err2 := Unescape(v)
 				if !ok || err1 != nil || err2 != nil {
 					return nil, fmt.Errorf("%w: bad recipient parameter", ErrCorrupt)
 				}
@@ -309,8 +311,8 @@ func (p *parsed) parseResults(r io.ReaderAt) error {
 		idx, err1 := strconv.Atoi(f[1])
 		st, ok := parseStatus(f[2])
 		ns, err2 := strconv.ParseInt(f[3], 10, 64)
-		dsn, err3 := unescape(f[4])
-		reason, err4 := unescape(f[5])
+		dsn, err3 := Unescape(f[4])
+		reason, err4 := Unescape(f[5])
 		if err1 != nil || !ok || err2 != nil || err3 != nil || err4 != nil || idx < 0 || idx >= len(p.env.Rcpts) {
 			return nil
 		}
