@@ -1,0 +1,246 @@
+package mailbox
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+)
+
+// posthorn.cache — per folder, beside posthorn.index: opaque bytes the IMAP
+// layer stores per UID (envelope, body structure, headers) so FETCH and
+// SEARCH need not parse the message again. Format version 1, the same
+// frames as posthorn.index:
+//
+//	'H' header  magic "posthorn.cache" version:u16le uidvalidity:u32le
+//	'C' entry   uid:u32le data        ; a later entry for a UID wins
+//
+// Entries are appended with one write each and not fsynced: the cache is
+// only an optimization. A frame that fails its checksum, a header for
+// another UIDVALIDITY, or a file that cannot be read makes the cache empty
+// and it is started anew. The file is rewritten without dead entries once
+// they are most of it.
+
+const (
+	cacheName    = "posthorn.cache"
+	cacheTmp     = "posthorn.cache.tmp"
+	cacheMagic   = "posthorn.cache"
+	cacheVersion = 1
+	// MaxCacheEntry bounds what one UID may store.
+	MaxCacheEntry = 60 << 10
+)
+
+// maxCacheSize bounds the cache file.
+var maxCacheSize int64 = 1 << 30
+
+// ErrCacheTooLarge is returned by SetCache for data over MaxCacheEntry.
+var ErrCacheTooLarge = errors.New("mailbox: cache entry too large")
+
+type cacheEnt struct {
+	off int64 // of the frame
+	n   int   // frame length including its 8-byte head
+}
+
+type cacheFile struct {
+	uv   uint32
+	ino  uint64
+	good int64
+	ents map[uint32]cacheEnt
+	live int64
+	bad  bool
+}
+
+func (c *cacheFile) reset(f *folder, uv uint32) {
+	*c = cacheFile{uv: uv}
+}
+
+func (c *cacheFile) drop(uid uint32) {
+	if e, ok := c.ents[uid]; ok {
+		c.live -= int64(e.n)
+		delete(c.ents, uid)
+	}
+}
+
+// load reads entries appended since the last look; the caller holds f.mu.
+func (f *folder) cacheLoad() {
+	c := &f.cache
+	fi, err := f.root.Lstat(cacheName)
+	if err != nil {
+		c.ents, c.ino, c.good, c.live = nil, 0, 0, 0
+		return
+	}
+	st := statStamp(fi)
+	if st.ino != c.ino || st.size < c.good {
+		c.ents, c.ino, c.good, c.live, c.bad = nil, st.ino, 0, 0, false
+	}
+	if st.size == c.good || c.bad {
+		return
+	}
+	data, err := readFrom(f.root, cacheName, c.good, maxCacheSize)
+	if err != nil {
+		c.bad = true
+		return
+	}
+	off := 0
+	for len(data)-off >= 8 {
+		l := int(binary.LittleEndian.Uint32(data[off:]))
+		if l < 1 || l > maxFrame {
+			c.bad = true
+			break
+		}
+		if len(data)-off-8 < l {
+			break
+		}
+		body := data[off+8 : off+8+l]
+		if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(data[off+4:]) {
+			c.bad = true
+			break
+		}
+		pos := c.good + int64(off)
+		switch {
+		case pos == 0:
+			if body[0] != 'H' || len(body) != 1+len(cacheMagic)+6 || string(body[1:1+len(cacheMagic)]) != cacheMagic ||
+				binary.LittleEndian.Uint16(body[1+len(cacheMagic):]) != cacheVersion ||
+				binary.LittleEndian.Uint32(body[3+len(cacheMagic):]) != f.uidValidity {
+				c.bad = true
+			}
+		case body[0] == 'C' && len(body) >= 5:
+			uid := binary.LittleEndian.Uint32(body[1:])
+			if f.msgs[uid] != nil {
+				c.drop(uid)
+				if c.ents == nil {
+					c.ents = map[uint32]cacheEnt{}
+				}
+				c.ents[uid] = cacheEnt{off: pos, n: 8 + l}
+				c.live += int64(8 + l)
+			}
+		default:
+			c.bad = true
+		}
+		if c.bad {
+			break
+		}
+		off += 8 + l
+	}
+	c.good += int64(off)
+	if c.bad {
+		c.ents, c.live = nil, 0
+	}
+}
+
+func (f *folder) getCache(uid uint32) ([]byte, bool) {
+	f.cacheLoad()
+	e, ok := f.cache.ents[uid]
+	if !ok {
+		return nil, false
+	}
+	fl, err := f.root.Open(cacheName)
+	if err != nil {
+		return nil, false
+	}
+	defer fl.Close()
+	b := make([]byte, e.n)
+	if _, err := fl.ReadAt(b, e.off); err != nil {
+		return nil, false
+	}
+	body := b[8:]
+	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(b[4:]) || body[0] != 'C' ||
+		binary.LittleEndian.Uint32(body[1:]) != uid {
+		return nil, false
+	}
+	return body[5:], true
+}
+
+func (f *folder) setCache(uid uint32, data []byte) error {
+	if len(data) > MaxCacheEntry {
+		return fmt.Errorf("%w: %d bytes (at most %d)", ErrCacheTooLarge, len(data), MaxCacheEntry)
+	}
+	if f.msgs[uid] == nil {
+		return ErrExpunged
+	}
+	f.cacheLoad()
+	c := &f.cache
+	var b []byte
+	if c.bad || c.ino == 0 {
+		// Start a new file: write it whole and rename it into place.
+		hb := []byte{'H'}
+		hb = append(hb, cacheMagic...)
+		hb = binary.LittleEndian.AppendUint16(hb, cacheVersion)
+		hb = binary.LittleEndian.AppendUint32(hb, f.uidValidity)
+		b = appendFrame(nil, hb)
+		b = appendFrame(b, append(binary.LittleEndian.AppendUint32([]byte{'C'}, uid), data...))
+		fl, err := f.root.OpenFile(cacheTmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0600)
+		if err != nil {
+			return err
+		}
+		_, err = fl.Write(b)
+		fl.Close()
+		if err == nil {
+			err = f.root.Rename(cacheTmp, cacheName)
+		}
+		if err != nil {
+			f.root.Remove(cacheTmp)
+			return err
+		}
+		c.reset(f, f.uidValidity)
+		f.cacheLoad()
+		return nil
+	}
+	b = appendFrame(nil, append(binary.LittleEndian.AppendUint32([]byte{'C'}, uid), data...))
+	fl, err := f.root.OpenFile(cacheName, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	_, err = fl.Write(b)
+	fl.Close()
+	if err != nil {
+		return err
+	}
+	f.cacheLoad()
+	return nil
+}
+
+// compactCache rewrites the cache without dead entries when they are over
+// three quarters of a file larger than 1 MiB. The caller holds the uidlist
+// lock, so no other writer renames at the same time.
+func (f *folder) compactCache() {
+	f.cacheLoad()
+	c := &f.cache
+	if c.ino == 0 || c.good < 1<<20 || c.live*4 > c.good {
+		return
+	}
+	src, err := f.root.Open(cacheName)
+	if err != nil {
+		return
+	}
+	defer src.Close()
+	hb := []byte{'H'}
+	hb = append(hb, cacheMagic...)
+	hb = binary.LittleEndian.AppendUint16(hb, cacheVersion)
+	hb = binary.LittleEndian.AppendUint32(hb, f.uidValidity)
+	b := appendFrame(nil, hb)
+	for _, m := range f.recs {
+		e, ok := c.ents[m.uid]
+		if !ok {
+			continue
+		}
+		fr := make([]byte, e.n)
+		if _, err := src.ReadAt(fr, e.off); err != nil {
+			return
+		}
+		b = append(b, fr...)
+	}
+	fl, err := f.root.OpenFile(cacheTmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0600)
+	if err != nil {
+		return
+	}
+	_, err = fl.Write(b)
+	fl.Close()
+	if err == nil && f.root.Rename(cacheTmp, cacheName) == nil {
+		c.reset(f, f.uidValidity)
+		f.cacheLoad()
+		return
+	}
+	f.root.Remove(cacheTmp)
+}

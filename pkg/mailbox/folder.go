@@ -1,0 +1,705 @@
+package mailbox
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// folder is the state of one Maildir folder shared by every session of a
+// Store on it. Its records change only under mu; sessions copy the record
+// pointers they report (see Mailbox).
+type folder struct {
+	s    *Store
+	name string
+	dir  string // relative to the store root: "." or ".Name"
+	root *os.Root
+
+	mu sync.Mutex
+
+	ul     *uidlist
+	ulStat fileStamp
+	kw     keywordTable
+	kwTime int64
+
+	uidValidity uint32
+	msgs        map[uint32]*msgRec
+	recs        []*msgRec // ascending UID
+	byKey       map[string]*msgRec
+	expunges    []expunged // ascending modseq, at most maxVanished
+	vanishFloor uint64     // highest modseq of expunges no longer listed
+	highest     uint64
+	st          stamp
+	haveStamp   bool
+	gen         uint64
+
+	idxIno     uint64
+	idxGood    int64
+	idxFrames  int
+	idxCorrupt bool
+
+	recentUpTo uint32 // UIDs up to here were reported \Recent in this process
+	cache      cacheFile
+}
+
+type fileStamp struct {
+	ino   uint64
+	size  int64
+	mtime int64
+}
+
+func statStamp(fi fs.FileInfo) fileStamp {
+	st, _ := fi.Sys().(*syscall.Stat_t)
+	fs := fileStamp{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+	if st != nil {
+		fs.ino = st.Ino
+	}
+	return fs
+}
+
+// dirTimes stats the folder's control points.
+type dirTimes struct {
+	cur, new int64
+	ul       fileStamp
+	ulExists bool
+	kw       int64
+}
+
+func (f *folder) statDirs() (dirTimes, error) {
+	var t dirTimes
+	fi, err := f.root.Stat("cur")
+	if err != nil {
+		return t, fmt.Errorf("mailbox %s: %w", f.name, err)
+	}
+	t.cur = fi.ModTime().UnixNano()
+	fi, err = f.root.Stat("new")
+	if err != nil {
+		return t, fmt.Errorf("mailbox %s: %w", f.name, err)
+	}
+	t.new = fi.ModTime().UnixNano()
+	if fi, err := f.root.Lstat(uidlistFile); err == nil {
+		t.ul, t.ulExists = statStamp(fi), true
+	}
+	if fi, err := f.root.Lstat(keywordsFile); err == nil {
+		t.kw = fi.ModTime().UnixNano()
+	}
+	return t, nil
+}
+
+// syncSecs: a directory changed this recently may change again within the
+// same timestamp, so its scan is repeated once it is older (Dovecot's
+// MAILDIR_SYNC_SECS).
+const syncSecs = int64(time.Second)
+
+// needs reports which parts of the Maildir differ from what the index
+// describes.
+func (f *folder) needs(t dirTimes) (scanCur, scanNew, other bool) {
+	if !f.haveStamp || f.idxCorrupt || f.ul == nil {
+		return true, true, true
+	}
+	s := &f.st
+	scanCur = t.cur != s.cur
+	scanNew = t.new != s.new
+	if !s.clean && time.Now().UnixNano() > max(s.cur, s.new)+syncSecs {
+		scanCur, scanNew = true, true
+	}
+	other = !t.ulExists || t.ul.size != s.uidlistSize || t.ul.mtime != s.uidlistMtime ||
+		t.ul.ino != s.uidlistIno || t.kw != s.keywordsMtime
+	return
+}
+
+// refresh brings the folder up to date with the Maildir and with other
+// writers: it reads what was added to posthorn.index, and when the
+// directories or control files changed since, scans under the uidlist lock.
+// force scans both directories even when their mtimes did not change (a
+// file was not where the index said).
+func (f *folder) refresh(force bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.refreshLocked(force)
+}
+
+func (f *folder) refreshLocked(force bool) error {
+	f.readIndex()
+	t, err := f.statDirs()
+	if err != nil {
+		return err
+	}
+	c, n, o := f.needs(t)
+	if !force && !c && !n && !o {
+		return nil
+	}
+	l, err := takeLock(f.root, uidlistFile)
+	if err != nil {
+		return err
+	}
+	defer l.release()
+	return f.syncLocked(force)
+}
+
+// syncLocked scans and writes; the caller holds f.mu and the uidlist lock.
+func (f *folder) syncLocked(force bool) error {
+	f.readIndex()
+	t, err := f.statDirs()
+	if err != nil {
+		return err
+	}
+	scanCur, scanNew, _ := f.needs(t)
+	if force {
+		scanCur, scanNew = true, true
+	}
+	if err := f.loadUidlist(t); err != nil {
+		return err
+	}
+	f.loadKeywords(t)
+	if f.uidValidity != f.ul.uidValidity {
+		// A new UIDVALIDITY (or a first look): nothing known applies.
+		f.resetState(f.ul.uidValidity)
+		scanCur, scanNew = true, true
+	}
+	w := f.newWrite()
+	if scanCur || scanNew {
+		if err := f.scan(w, scanCur, scanNew); err != nil {
+			return err
+		}
+	}
+	return f.commit(w)
+}
+
+// resetState forgets everything for a (new) UIDVALIDITY. The modseq keeps
+// growing: it is derived from the clock, so values stay above anything
+// handed out before.
+func (f *folder) resetState(uv uint32) {
+	f.uidValidity = uv
+	f.msgs = map[uint32]*msgRec{}
+	f.recs = nil
+	f.byKey = nil
+	f.expunges = nil
+	// Expunges before this point are unknown: QRESYNC answers for older
+	// modseqs are inexact.
+	f.vanishFloor = max(f.highest, uint64(time.Now().UnixMicro()))
+	f.haveStamp = false
+	f.idxCorrupt = true // rewrite the index from scratch
+	f.gen++
+	f.cache.reset(f, uv)
+}
+
+// loadUidlist (re)reads dovecot-uidlist when it changed. A missing or
+// broken file is rebuilt: from posthorn.index when that knows the mailbox
+// (keeping UIDVALIDITY and UIDs), else with a new UIDVALIDITY.
+func (f *folder) loadUidlist(t dirTimes) error {
+	if f.ul != nil && t.ulExists && t.ul == f.ulStat {
+		return nil
+	}
+	var ul *uidlist
+	if t.ulExists {
+		if t.ul.ino == f.ulStat.ino && f.ul != nil && t.ul.size > f.ulStat.size {
+			// Appended: read only the new records.
+			if b, err := readFrom(f.root, uidlistFile, f.ul.parsed, maxUidlistSize); err == nil {
+				if err := f.ul.parseRecords(b); err == nil {
+					f.ulStat = t.ul
+					return nil
+				}
+			}
+		}
+		data, err := readAll(f.root, uidlistFile, maxUidlistSize)
+		if err == nil {
+			ul, err = parseUidlist(data)
+		}
+		if err != nil {
+			f.s.logf("mailbox %s: %v; rebuilding it", f.name, err)
+			ul = nil
+		}
+	}
+	if ul == nil {
+		ul = &uidlist{version: 3, nextUID: 1, guid: newGUID()}
+		if f.uidValidity != 0 && len(f.msgs) > 0 {
+			ul.uidValidity = f.uidValidity
+			for _, m := range f.recs {
+				key, _, _, _, _ := parseFileName(m.name)
+				ul.recs = append(ul.recs, uidRec{uid: m.uid, key: key})
+				ul.nextUID = m.uid + 1
+			}
+		} else {
+			ul.uidValidity = nextUIDValidity(f.s.root)
+		}
+		ul.version = 0 // forces a rewrite
+	}
+	f.ul = ul
+	f.ulStat = t.ul
+	return nil
+}
+
+func (f *folder) loadKeywords(t dirTimes) {
+	if t.kw == f.kwTime && f.kwTime != 0 {
+		return
+	}
+	b, err := readAll(f.root, keywordsFile, 64<<10)
+	if err != nil {
+		f.kw = keywordTable{}
+	} else {
+		f.kw = parseKeywords(b)
+	}
+	f.kwTime = t.kw
+}
+
+// write collects the changes of one locked operation.
+type write struct {
+	modseq    uint64 // assigned lazily, one per operation
+	changed   []*msgRec
+	expunged  []expunged
+	ulAdded   int  // records added to the uidlist
+	ulRewrite bool // the uidlist must be rewritten rather than appended to
+	kwChanged bool
+	quotaB    int64
+	quotaC    int64
+}
+
+func (f *folder) newWrite() *write { return &write{} }
+
+// nextModSeq returns the operation's modseq: above every earlier one, and
+// at least the current time in microseconds, so that an index rebuilt from
+// scratch still continues above what clients were told (RFC 7162 §3.1.1:
+// mod-sequences only grow for a given UIDVALIDITY).
+func (f *folder) nextModSeq(w *write) uint64 {
+	if w.modseq == 0 {
+		w.modseq = max(f.highest+1, uint64(time.Now().UnixMicro()))
+		f.highest = w.modseq
+	}
+	return w.modseq
+}
+
+func (f *folder) keyMap() map[string]*msgRec {
+	if f.byKey == nil {
+		f.byKey = make(map[string]*msgRec, len(f.msgs))
+		for _, m := range f.msgs {
+			k, _, _, _, _ := parseFileName(m.name)
+			f.byKey[k] = m
+		}
+	}
+	return f.byKey
+}
+
+// put publishes a new or changed record.
+func (f *folder) put(w *write, m *msgRec) {
+	old := f.msgs[m.uid]
+	f.msgs[m.uid] = m
+	k, _, _, _, _ := parseFileName(m.name)
+	if old != nil {
+		ok, _, _, _, _ := parseFileName(old.name)
+		if ok != k {
+			delete(f.keyMap(), ok)
+		}
+		i, found := slices.BinarySearchFunc(f.recs, m.uid, recCmp)
+		if found {
+			f.recs[i] = m
+		}
+	} else {
+		i, _ := slices.BinarySearchFunc(f.recs, m.uid, recCmp)
+		f.recs = slices.Insert(f.recs, i, m)
+	}
+	f.keyMap()[k] = m
+	w.changed = append(w.changed, m)
+}
+
+func recCmp(m *msgRec, uid uint32) int { return cmp.Compare(m.uid, uid) }
+
+func (f *folder) remove(w *write, m *msgRec) {
+	delete(f.msgs, m.uid)
+	k, _, _, _, _ := parseFileName(m.name)
+	if f.keyMap()[k] == m {
+		delete(f.byKey, k)
+	}
+	if i, found := slices.BinarySearchFunc(f.recs, m.uid, recCmp); found {
+		f.recs = slices.Delete(f.recs, i, i+1)
+	}
+	e := expunged{uid: m.uid, modseq: f.nextModSeq(w)}
+	f.addExpunge(e)
+	w.expunged = append(w.expunged, e)
+	w.quotaB -= m.size
+	w.quotaC--
+	f.cache.drop(m.uid)
+}
+
+func (f *folder) addExpunge(e expunged) {
+	f.expunges = append(f.expunges, e)
+	if over := len(f.expunges) - maxVanished; over > 0 {
+		f.vanishFloor = max(f.vanishFloor, f.expunges[over-1].modseq)
+		f.expunges = slices.Delete(f.expunges, 0, over)
+	}
+}
+
+type found struct {
+	name  string
+	inNew bool
+}
+
+// scan lists the scanned directories and reconciles them with the records:
+// renamed files are flag changes, missing ones are expunged, unknown ones get
+// the uidlist's UID or a new one. Every file left in new/ is moved to cur/
+// with ":2," added, as Dovecot's sync does.
+func (f *folder) scan(w *write, scanCur, scanNew bool) error {
+	files := map[string]found{}
+	var order []string // keys of files with no record yet
+	list := func(dir string, inNew bool) error {
+		d, err := f.root.Open(dir)
+		if err != nil {
+			return fmt.Errorf("mailbox %s: %w", f.name, err)
+		}
+		defer d.Close()
+		for {
+			ents, err := d.ReadDir(4096)
+			for _, e := range ents {
+				if !e.Type().IsRegular() && e.Type() != 0 {
+					continue // directories, symlinks, devices: not messages
+				}
+				name := e.Name()
+				key, _, _, _, ok := parseFileName(name)
+				if !ok {
+					continue // HOSTILE 54
+				}
+				if _, dup := files[key]; dup {
+					continue // seen in new/ and cur/ while being moved
+				}
+				files[key] = found{name, inNew}
+			}
+			if err == io.EOF || len(ents) == 0 {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("mailbox %s: read %s/: %w", f.name, dir, err)
+			}
+		}
+	}
+	if scanNew {
+		if err := list("new", true); err != nil {
+			return err
+		}
+	}
+	if scanCur {
+		if err := list("cur", false); err != nil {
+			return err
+		}
+	}
+	// Existing records.
+	for _, m := range slices.Clone(f.recs) {
+		key, _, _, _, _ := parseFileName(m.name)
+		fd, ok := files[key]
+		if !ok {
+			if (m.inNew && scanNew) || (!m.inNew && scanCur) {
+				f.remove(w, m)
+			}
+			continue
+		}
+		delete(files, key)
+		if i, ok := f.ul.keys()[key]; !ok {
+			// Known to the index but not to the uidlist (rebuilt or
+			// compacted by someone else): put it back with its UID.
+			f.ul.restore(m.uid, key)
+			w.ulRewrite = true
+		} else if f.ul.recs[i].uid != m.uid {
+			// The uidlist gave this file another UID: it is another
+			// message as far as clients can tell.
+			f.remove(w, m)
+			files[key] = fd
+			continue
+		}
+		if fd.name != m.name || fd.inNew != m.inNew {
+			n := *m
+			n.name, n.inNew = fd.name, fd.inNew
+			if flagsOf(&n) != flagsOf(m) {
+				n.modseq = f.nextModSeq(w)
+			}
+			f.put(w, &n)
+		}
+	}
+	for key := range files {
+		order = append(order, key)
+	}
+	// New files in delivery order, as Dovecot assigns their UIDs.
+	slices.SortFunc(order, func(a, b string) int {
+		as, au := nameTime(a)
+		bs, bu := nameTime(b)
+		return cmp.Or(cmp.Compare(as, bs), cmp.Compare(au, bu), cmp.Compare(a, b))
+	})
+	keys := f.ul.keys()
+	for _, key := range order {
+		fd := files[key]
+		var uid uint32
+		if i, ok := keys[key]; ok {
+			uid = f.ul.recs[i].uid
+		} else {
+			uid = f.ul.add(key)
+			w.ulAdded++
+		}
+		m, err := f.newRec(uid, fd)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // gone already; the next scan sorts it out
+			}
+			return err
+		}
+		m.modseq = f.nextModSeq(w)
+		f.put(w, m)
+	}
+	// new/ -> cur/.
+	for _, m := range slices.Clone(f.recs) {
+		if !m.inNew {
+			continue
+		}
+		to := m.name
+		if _, _, ok := cutInfo(to); !ok {
+			to += ":2,"
+		}
+		err := f.root.Rename("new/"+m.name, "cur/"+to)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			// Read-only or out of space: leave it in new/ (Dovecot
+			// keeps a "probably in new/" mark for the same reason).
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		n := *m
+		n.name, n.inNew = to, false
+		f.put(w, &n)
+	}
+	return nil
+}
+
+func cutInfo(name string) (string, string, bool) {
+	for i := 0; i < len(name); i++ {
+		if name[i] == ':' {
+			return name[:i], name[i+1:], true
+		}
+	}
+	return name, "", false
+}
+
+// flagsOf is a comparable summary of a record's flags.
+func flagsOf(m *msgRec) string {
+	sys, letters := infoFlags(m.name)
+	s := string(rune('0'+sys)) + letters
+	for _, k := range m.extraKw {
+		s += " " + k
+	}
+	return s
+}
+
+// newRec builds the record of a file seen for the first time: sizes from
+// the name when it has them, else from the file itself, and its mtime as
+// INTERNALDATE.
+func (f *folder) newRec(uid uint32, fd found) (*msgRec, error) {
+	_, size, vsize, _, _ := parseFileName(fd.name)
+	m := &msgRec{uid: uid, name: fd.name, inNew: fd.inNew}
+	fi, err := f.root.Lstat(m.path())
+	if err != nil {
+		return nil, err
+	}
+	m.mtime = fi.ModTime().UnixNano()
+	if size < 0 {
+		size = fi.Size()
+	}
+	if vsize < 0 {
+		r, err := f.root.Open(m.path())
+		if err != nil {
+			return nil, err
+		}
+		_, vsize, err = countSizes(r)
+		r.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	m.size, m.vsize = size, vsize
+	return m, nil
+}
+
+// commit writes what an operation changed: dovecot-keywords, the uidlist,
+// posthorn.index, and the quota. The caller holds the uidlist lock.
+func (f *folder) commit(w *write) error {
+	if w.kwChanged {
+		if err := f.writeKeywords(); err != nil {
+			return err
+		}
+	}
+	if err := f.writeUidlist(w); err != nil {
+		return err
+	}
+	t, err := f.statDirs()
+	if err != nil {
+		return err
+	}
+	now := time.Now().UnixNano()
+	f.st = stamp{highestModSeq: f.highest, cur: t.cur, new: t.new,
+		uidlistSize: t.ul.size, uidlistMtime: t.ul.mtime, uidlistIno: t.ul.ino,
+		keywordsMtime: t.kw,
+		clean:         now > max(t.cur, t.new)+syncSecs}
+	f.haveStamp = true
+	f.ulStat = t.ul
+	f.kwTime = t.kw
+	if err := f.writeIndex(w); err != nil {
+		return err
+	}
+	if len(w.changed) > 0 || len(w.expunged) > 0 {
+		f.gen++
+	}
+	if w.quotaB != 0 || w.quotaC != 0 {
+		f.s.quotaUpdate(w.quotaB, w.quotaC)
+	}
+	return nil
+}
+
+// writeUidlist appends the new records, or rewrites the file when it is not
+// the v3 file this process parsed, when records were restored, or when
+// more than a quarter of its records are for files gone (Dovecot's
+// UIDLIST_COMPRESS_PERCENTAGE).
+func (f *folder) writeUidlist(w *write) error {
+	ul := f.ul
+	rewrite := ul.version != 3 || w.ulRewrite
+	live := len(f.msgs)
+	if !rewrite && w.ulAdded == 0 {
+		return nil
+	}
+	if len(ul.recs) > 0 && live*100/len(ul.recs) < 75 {
+		rewrite = true
+	}
+	if !rewrite {
+		fi, err := f.root.Lstat(uidlistFile)
+		if err != nil || statStamp(fi) != f.ulStat || fi.Size() != ul.parsed {
+			rewrite = true
+		}
+	}
+	if !rewrite {
+		var b []byte
+		for i := len(ul.recs) - w.ulAdded; i < len(ul.recs); i++ {
+			b = appendRecord(b, &ul.recs[i])
+		}
+		fl, err := f.root.OpenFile(uidlistFile, os.O_WRONLY|os.O_APPEND, 0)
+		if err == nil {
+			_, err = fl.Write(b)
+			if err == nil && !f.s.noFsync {
+				err = fl.Sync()
+			}
+			if cerr := fl.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("mailbox %s: append to %s: %w", f.name, uidlistFile, err)
+		}
+		ul.parsed += int64(len(b))
+		return nil
+	}
+	// Drop records of files that are gone, as Dovecot does on rewrite.
+	keep := ul.recs[:0]
+	for _, r := range ul.recs {
+		if m := f.keyMap()[r.key]; m != nil && m.uid == r.uid {
+			keep = append(keep, r)
+		}
+	}
+	ul.recs = keep
+	ul.byKey = nil
+	ul.version = 3
+	if !validGUID(ul.guid) {
+		ul.guid = newGUID()
+	}
+	data := ul.marshal()
+	if err := f.replaceFile(uidlistFile, uidlistTmp, data, f.ulStat.mtime); err != nil {
+		return err
+	}
+	ul.parsed = int64(len(data))
+	return nil
+}
+
+// replaceFile writes data to tmp, fsyncs it, makes its mtime larger than
+// oldMtime (Dovecot relies on the mtime of dovecot-uidlist and
+// dovecot-keywords growing) and renames it to name.
+func (f *folder) replaceFile(name, tmp string, data []byte, oldMtime int64) error {
+	fl, err := f.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0600)
+	if err != nil {
+		return fmt.Errorf("mailbox %s: create %s: %w", f.name, tmp, err)
+	}
+	_, err = fl.Write(data)
+	if err == nil && !f.s.noFsync {
+		err = fl.Sync()
+	}
+	if cerr := fl.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		var fi fs.FileInfo
+		if fi, err = f.root.Lstat(tmp); err == nil && fi.ModTime().UnixNano() <= oldMtime {
+			mt := time.Unix(0, oldMtime).Add(time.Microsecond)
+			err = f.root.Chtimes(tmp, mt, mt)
+		}
+	}
+	if err == nil {
+		err = f.root.Rename(tmp, name)
+	}
+	if err != nil {
+		f.root.Remove(tmp)
+		return fmt.Errorf("mailbox %s: write %s: %w", f.name, name, err)
+	}
+	return nil
+}
+
+func (f *folder) writeKeywords() error {
+	// Any leftover lock is stale: the uidlist lock is held.
+	f.root.Remove(keywordsFile + ".lock")
+	return f.replaceFile(keywordsFile, keywordsFile+".lock", f.kw.marshal(), f.kwTime)
+}
+
+// keywordLetters maps keywords to letters, allocating free letters (the
+// caller holds the uidlist lock, as maildir-keywords.c requires). Keywords
+// beyond the 26 letters are returned as extra.
+func (f *folder) keywordLetters(w *write, kws []string) (letters string, extra []string, err error) {
+	var lb []byte
+	for _, k := range kws {
+		l := f.kw.letter(k)
+		if l == 0 {
+			if i := f.kw.free(); i >= 0 {
+				f.kw[i] = k
+				l = byte('a' + i)
+				w.kwChanged = true
+			}
+		}
+		if l != 0 {
+			lb = append(lb, l)
+		} else {
+			extra = append(extra, k)
+		}
+	}
+	if len(extra) > 0 {
+		known := map[string]bool{}
+		for _, m := range f.recs {
+			for _, k := range m.extraKw {
+				known[k] = true
+			}
+		}
+		for _, k := range extra {
+			known[k] = true
+		}
+		if len(known)+maxLetterKeywords > MaxKeywords {
+			return "", nil, fmt.Errorf("mailbox %s: more than %d keywords", f.name, MaxKeywords)
+		}
+	}
+	return string(lb), extra, nil
+}
+
+// keywordsOf returns a record's keyword names.
+func (f *folder) keywordsOf(m *msgRec) []string {
+	_, letters := infoFlags(m.name)
+	var out []string
+	for i := 0; i < len(letters); i++ {
+		out = append(out, f.kw.name(letters[i]))
+	}
+	return append(out, m.extraKw...)
+}
