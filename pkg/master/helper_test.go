@@ -48,7 +48,8 @@ func TestMain(m *testing.M) {
 				maillog.Fatal("%v", err)
 			}
 			os.Exit(0)
-		case "smtpd", "qmgr", "local":
+		case "smtpd", "qmgr", "local", "pickup", "auth", "smtp", "imap-login", "imapd", "pop3-login", "pop3d":
+			// Every daemon of the service table is played by the test daemon.
 			testDaemon(name)
 			os.Exit(0)
 		case "worker":
@@ -104,7 +105,7 @@ func setupBinDir() error {
 	if err := dst.Close(); err != nil {
 		return err
 	}
-	for _, n := range []string{"master", "smtpd", "qmgr", "local"} {
+	for _, n := range []string{"master", "smtpd", "qmgr", "local", "pickup", "auth", "smtp", "imap-login", "imapd", "pop3-login", "pop3d"} {
 		if err := os.Symlink("master.test", filepath.Join(binDir, n)); err != nil {
 			return err
 		}

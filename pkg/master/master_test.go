@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/posthorn/posthorn/pkg/config"
 	"github.com/posthorn/posthorn/pkg/spool"
 	"golang.org/x/sys/unix"
 )
@@ -237,9 +238,14 @@ func TestReload(t *testing.T) {
 	e.log.waitN(t, "reload -- version", 3)
 	expect("RELOADING=1")
 	expect("READY=1")
-	e.log.waitN(t, "test: reloaded", reloaded+3)
-	if n := len(e.log.lines("test: reloaded")); n != reloaded+3 {
-		t.Errorf("%d reloads reached the daemons, want %d", n-reloaded, 3)
+	cfg, err := config.Load(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss, _ := specs(cfg)
+	e.log.waitN(t, "test: reloaded", reloaded+len(ss))
+	if n := len(e.log.lines("test: reloaded")); n != reloaded+len(ss) {
+		t.Errorf("%d reloads reached the daemons, want one per daemon (%d)", n-reloaded, len(ss))
 	}
 
 	syscall.Kill(e.cmd.Process.Pid, syscall.SIGTERM)
