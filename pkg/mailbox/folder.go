@@ -101,7 +101,7 @@ const syncSecs = int64(time.Second)
 // needs reports which parts of the Maildir differ from what the index
 // describes.
 func (f *folder) needs(t dirTimes) (scanCur, scanNew, other bool) {
-	if !f.haveStamp || f.idxCorrupt || f.ul == nil {
+	if !f.haveStamp || f.idxCorrupt {
 		return true, true, true
 	}
 	s := &f.st
@@ -132,7 +132,18 @@ func (f *folder) refreshLocked(force bool) error {
 	if err != nil {
 		return err
 	}
+	if f.ul == nil && t.ulExists {
+		// Readers take no lock (Dovecot's rule); a broken file is dealt
+		// with under the lock below.
+		if err := f.loadUidlist(t); err != nil {
+			return err
+		}
+	}
+	f.loadKeywords(t)
 	c, n, o := f.needs(t)
+	if f.ul == nil || f.ul.version != 3 {
+		o = true
+	}
 	if !force && !c && !n && !o {
 		return nil
 	}
@@ -151,12 +162,12 @@ func (f *folder) syncLocked(force bool) error {
 	if err != nil {
 		return err
 	}
+	if err := f.loadUidlist(t); err != nil {
+		return err
+	}
 	scanCur, scanNew, _ := f.needs(t)
 	if force {
 		scanCur, scanNew = true, true
-	}
-	if err := f.loadUidlist(t); err != nil {
-		return err
 	}
 	f.loadKeywords(t)
 	if f.uidValidity != f.ul.uidValidity {
