@@ -136,7 +136,10 @@ func readInput(r io.Reader, ignoreDots bool, limit int64) ([]byte, error) {
 			continue
 		}
 		if len(line) > 0 {
-			l := bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+			// CRLF (and stray CRs before the LF) become LF: the queue
+			// stores LF line endings and a CR there would be a bare CR on
+			// the wire later.
+			l := bytes.TrimRight(bytes.TrimSuffix(line, []byte("\n")), "\r")
 			if !ignoreDots && string(l) == "." && atLineStart(out.Bytes()) {
 				return out.Bytes(), nil
 			}
