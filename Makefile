@@ -2,8 +2,8 @@
 GO      ?= go
 DESTDIR ?=
 PREFIX  ?= /usr
-DAEMONS  = master smtpd qmgr local
-TOOLS    = posthorn mailq newaliases
+# Every program in bin/ but these is a daemon for /usr/lib/posthorn.
+TOOLS    = posthorn sendmail mailq newaliases
 # Packages the tests drive as real clients and peers.
 TEST_DEBS = swaks python3 mandoc
 
@@ -54,8 +54,9 @@ install: build
 	install -d $(DESTDIR)$(PREFIX)/lib/posthorn $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \
 		$(DESTDIR)/etc/posthorn $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 \
 		$(DESTDIR)$(PREFIX)/share/man/man8
-	for d in $(DAEMONS); do install -m 0755 bin/$$d $(DESTDIR)$(PREFIX)/lib/posthorn/$$d; done
+	for p in bin/*; do case " $(TOOLS) " in *" $${p#bin/} "*) ;; *) install -m 0755 $$p $(DESTDIR)$(PREFIX)/lib/posthorn/;; esac; done
 	install -m 0755 bin/posthorn $(DESTDIR)$(PREFIX)/sbin/posthorn
+	install -m 0755 bin/sendmail $(DESTDIR)$(PREFIX)/sbin/sendmail
 	install -m 0755 bin/mailq $(DESTDIR)$(PREFIX)/bin/mailq
 	install -m 0755 bin/newaliases $(DESTDIR)$(PREFIX)/bin/newaliases
 	[ -e $(DESTDIR)/etc/posthorn/posthorn.toml ] || install -m 0644 etc/posthorn.toml $(DESTDIR)/etc/posthorn/posthorn.toml
