@@ -217,6 +217,12 @@ func testConfig() Config {
 // startServer runs Serve on a loopback listener; cleanup shuts it down.
 func startServer(t *testing.T, cfg Config, be *fakeBackend) *testServer {
 	t.Helper()
+	return startServerMode(t, cfg, be, ModeMX)
+}
+
+// startServerMode is startServer for a listener of the given service.
+func startServerMode(t *testing.T, cfg Config, be *fakeBackend, mode Mode) *testServer {
+	t.Helper()
 	logs := &syncBuffer{}
 	lg := maillog.New("posthorn", "smtpd", "stderr")
 	lg.SetOutput(logs)
@@ -226,7 +232,7 @@ func startServer(t *testing.T, cfg Config, be *fakeBackend) *testServer {
 		t.Fatal(err)
 	}
 	ts := &testServer{t: t, srv: New(cfg, be), be: be, logs: logs, addr: l.Addr().String(), serve: make(chan error, 1)}
-	go func() { ts.serve <- ts.srv.Serve(l) }()
+	go func() { ts.serve <- ts.srv.ServeMode(l, mode) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

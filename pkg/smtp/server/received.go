@@ -39,23 +39,57 @@ func tcpInfoAddr(ip net.IP) string {
 	return "IPv6:" + ip.String()
 }
 
+// neuterComment makes a client-chosen value safe inside an RFC 5322
+// comment: controls, blanks, 8-bit octets and the characters that would
+// close, nest or escape a comment (parentheses, backslash) become '?'. Unlike neuter it keeps
+// '@', so a login name such as alice@example.org stays readable.
+func neuterComment(s string) string {
+	if len(s) > maxNameLen {
+		s = s[:maxNameLen]
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if c <= ' ' || c >= 0x7f || c == '(' || c == ')' || c == '\\' {
+			b[i] = '?'
+		}
+	}
+	return string(b)
+}
+
+// receivedProto is the "with" keyword of the Received: field: SMTP after
+// HELO, ESMTP after EHLO, UTF8SMTP with SMTPUTF8 (RFC 6531 §3.7.3), with
+// "S" for TLS and "A" for AUTH appended as RFC 3848 defines (ESMTPS,
+// ESMTPA, ESMTPSA, and likewise for UTF8SMTP).
+func receivedProto(env *Envelope) string {
+	c := env.Conn
+	if !c.ESMTP {
+		return "SMTP"
+	}
+	proto := "ESMTP"
+	if env.SMTPUTF8 {
+		proto = "UTF8SMTP"
+	}
+	if c.TLS != nil {
+		proto += "S"
+	}
+	if c.AuthUser != "" {
+		proto += "A"
+	}
+	return proto
+}
+
 // receivedHeader builds the trace field of RFC 5321 §4.4 in Postfix's layout:
 //
 //	Received: from helo (name [addr])
-//		by host (posthorn) with ESMTP id QUEUEID
+//		(Authenticated sender: login)
+//		by host (posthorn) with ESMTPSA id QUEUEID
 //		for <rcpt>; date
 //
 // "for" is written only for a single recipient, so a message to many does
-// not disclose its other recipients.
-func receivedHeader(env *Envelope, hostname, queueID string, now time.Time) string {
+// not disclose its other recipients. The login appears only when authUser
+// is set (Config.ReceivedAuthUser).
+func receivedHeader(env *Envelope, hostname, queueID string, now time.Time, authUser bool) string {
 	c := env.Conn
-	proto := "SMTP"
-	if c.ESMTP {
-		proto = "ESMTP"
-	}
-	if env.SMTPUTF8 {
-		proto = "UTF8SMTP" // RFC 6531 §3.7.3
-	}
 	var b strings.Builder
 	b.WriteString("Received: from ")
 	b.WriteString(c.Helo)
@@ -63,10 +97,16 @@ func receivedHeader(env *Envelope, hostname, queueID string, now time.Time) stri
 	b.WriteString(c.RemoteName)
 	b.WriteString(" [")
 	b.WriteString(tcpInfoAddr(c.RemoteIP))
-	b.WriteString("])\n\tby ")
+	b.WriteString("])\n")
+	if authUser && c.AuthUser != "" {
+		b.WriteString("\t(Authenticated sender: ")
+		b.WriteString(neuterComment(c.AuthUser))
+		b.WriteString(")\n")
+	}
+	b.WriteString("\tby ")
 	b.WriteString(hostname)
 	b.WriteString(" (posthorn) with ")
-	b.WriteString(proto)
+	b.WriteString(receivedProto(env))
 	b.WriteString(" id ")
 	b.WriteString(queueID)
 	date := now.Format("Mon, 2 Jan 2006 15:04:05 -0700 (MST)")

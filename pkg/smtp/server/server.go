@@ -1,7 +1,9 @@
 // Package server is posthorn's SMTP protocol engine: RFC 5321 with SIZE
 // (RFC 1870), 8BITMIME (RFC 6152), PIPELINING (RFC 2920),
-// ENHANCEDSTATUSCODES (RFC 2034, RFC 3463), SMTPUTF8 (RFC 6531) and
-// CHUNKING (RFC 3030).
+// ENHANCEDSTATUSCODES (RFC 2034, RFC 3463), SMTPUTF8 (RFC 6531), CHUNKING
+// (RFC 3030), STARTTLS (RFC 3207) and implicit TLS (RFC 8314), AUTH PLAIN
+// and LOGIN (RFC 4954, RFC 4616) and DSN (RFC 3461); a listener serves
+// either MX or message submission (RFC 6409).
 //
 // The engine knows nothing of queues. It asks a Backend whether to accept a
 // sender and each recipient, and streams the message into a Message that
@@ -15,6 +17,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -57,6 +60,27 @@ type Config struct {
 	// LookupPTR returns the verified name of a client, or "" when it has
 	// none. Nil means every client is "unknown", as in Postfix logs.
 	LookupPTR func(ip net.IP) string
+
+	// TLS enables STARTTLS and implicit TLS. Nil: STARTTLS is not offered
+	// and an implicit TLS listener cannot serve (its connections are closed
+	// with a warning). The engine applies its own policy on top of it; see
+	// tlsConfig.
+	TLS *tls.Config
+	// Auth checks AUTH credentials. Nil: AUTH is not offered, and a
+	// submission listener accepts no mail at all.
+	Auth Authenticator
+	// PlaintextAuthLoopback offers AUTH to clients on a loopback address
+	// without TLS (DESIGN §5: the development instance). Elsewhere AUTH
+	// needs TLS (RFC 8314 §3, HOSTILE 10).
+	PlaintextAuthLoopback bool
+	// ReceivedAuthUser names the SASL login in the Received: field of
+	// authenticated mail (Postfix's smtpd_sasl_authenticated_header). Off
+	// by default: it tells every recipient the sender's login.
+	ReceivedAuthUser bool
+	// MaxSubmissionHeader caps the header section that is held in memory to
+	// add a missing Date: or Message-ID: to authenticated mail (256 KiB).
+	// A larger header passes unchanged.
+	MaxSubmissionHeader int
 }
 
 // withDefaults fills in Postfix's defaults for zero values.
@@ -82,13 +106,42 @@ func (c Config) withDefaults() Config {
 	def(&c.HeaderSizeLimit, 102400)
 	def(&c.HopCountLimit, 50)
 	def(&c.ProcessLimit, 100)
+	def(&c.MaxSubmissionHeader, 256*1024)
 	if c.Timeout <= 0 {
 		c.Timeout = 300 * time.Second
 	}
 	if c.Log == nil {
 		c.Log = maillog.Default()
 	}
+	if c.TLS != nil {
+		c.TLS = tlsPolicy(c.TLS)
+	}
 	return c
+}
+
+// Mode is what a listener serves.
+type Mode int
+
+const (
+	// ModeMX is the MX service on port 25: mail from anyone for local
+	// recipients, STARTTLS offered (RFC 3207).
+	ModeMX Mode = iota
+	// ModeSubmission is message submission on port 587 (RFC 6409):
+	// STARTTLS, and MAIL only after AUTH.
+	ModeSubmission
+	// ModeSubmissions is submission with implicit TLS on port 465
+	// (RFC 8314 §3.3): TLS from the first byte, and MAIL only after AUTH.
+	ModeSubmissions
+)
+
+func (m Mode) String() string {
+	switch m {
+	case ModeSubmission:
+		return "submission"
+	case ModeSubmissions:
+		return "submissions"
+	}
+	return "smtp"
 }
 
 // ConnInfo describes the client of a session.
@@ -98,13 +151,26 @@ type ConnInfo struct {
 	RemoteName string // verified PTR name, or "unknown"
 	Helo       string // HELO/EHLO argument with unsafe characters replaced by '?'
 	ESMTP      bool   // the client said EHLO
-	// A TLS connection state and the SASL user join here when STARTTLS and
-	// AUTH are implemented; both must be reset by STARTTLS (RFC 3207 §4.2).
+	Mode       Mode   // the listener's service
+	// TLS is the state of the TLS layer, nil in plaintext. STARTTLS resets
+	// everything else learnt before it (RFC 3207 §4.2).
+	TLS *tls.ConnectionState
+	// AuthUser is the login name that AUTH established, as the
+	// Authenticator returned it; "" before AUTH. AuthMethod is the SASL
+	// mechanism used (PLAIN, LOGIN).
+	AuthUser   string
+	AuthMethod string
 }
 
-// Recipient is an accepted RCPT TO. DSN's NOTIFY and ORCPT belong here.
+// Recipient is an accepted RCPT TO with its DSN parameters (RFC 3461 §4).
 type Recipient struct {
 	Addr address.Mailbox
+	// Notify is "" when not given, "NEVER", or a comma-separated subset of
+	// SUCCESS, FAILURE and DELAY in that order (RFC 3461 §4.1).
+	Notify string
+	// ORCPT is the original recipient as "addr-type;address", xtext
+	// decoded (RFC 3461 §4.2), or "" when not given.
+	ORCPT string
 }
 
 // Envelope is one mail transaction.
@@ -114,6 +180,8 @@ type Envelope struct {
 	Body         string          // "7BIT" or "8BITMIME", as declared (RFC 6152)
 	SMTPUTF8     bool            // RFC 6531
 	DeclaredSize int64           // MAIL FROM SIZE=, 0 when not given (RFC 1870)
+	Ret          string          // RET=FULL or HDRS, "" when not given (RFC 3461 §4.3)
+	EnvID        string          // ENVID=, xtext decoded, "" when not given (RFC 3461 §4.4)
 	Rcpts        []Recipient
 	// EightBit is set before Commit when the content had octets above 127
 	// although BODY=8BITMIME was not declared. Such mail is accepted, as
@@ -130,6 +198,29 @@ type Backend interface {
 	CheckRecipient(c *ConnInfo, env *Envelope, rcpt address.Mailbox) *Reply
 	// Begin starts a message at DATA (before 354) or at the first BDAT.
 	Begin(env *Envelope) (Message, *Reply)
+}
+
+// AuthResult is an Authenticator's verdict.
+type AuthResult struct {
+	OK bool
+	// User is the login name to record on success (the authentication
+	// service may canonicalise what the client typed).
+	User string
+	// Temp reports that the credentials could not be checked (the service
+	// is down): 454 4.7.0, and the client may try again.
+	Temp bool
+	// Reason is logged with a temporary failure. A definite failure is
+	// logged and answered as "authentication failure" only, so that a wrong
+	// user and a wrong password look the same.
+	Reason string
+}
+
+// Authenticator checks the credentials of AUTH. It is called after the
+// SASL exchange is decoded; mech is the mechanism (PLAIN, LOGIN). Any
+// delay that slows down password guessing belongs here, in the service
+// that knows the failure history of a client; the engine adds none.
+type Authenticator interface {
+	Authenticate(ctx context.Context, c *ConnInfo, mech, user, pass string) AuthResult
 }
 
 // Message receives one message.
@@ -192,9 +283,12 @@ func (s *Server) config() Config {
 }
 
 // Serve accepts connections on l until Shutdown, serving each in its own
-// goroutine. It returns ErrServerClosed after Shutdown, or the error that
-// made accepting impossible.
-func (s *Server) Serve(l net.Listener) error {
+// goroutine as the MX service. It returns ErrServerClosed after Shutdown,
+// or the error that made accepting impossible.
+func (s *Server) Serve(l net.Listener) error { return s.ServeMode(l, ModeMX) }
+
+// ServeMode is Serve for a listener of the given service.
+func (s *Server) ServeMode(l net.Listener, mode Mode) error {
 	s.mu.Lock()
 	if s.draining.Load() {
 		s.mu.Unlock()
@@ -233,19 +327,22 @@ func (s *Server) Serve(l net.Listener) error {
 		}
 		go func() {
 			defer s.leave()
-			s.serve(c)
+			s.serve(c, mode)
 		}()
 	}
 }
 
-// ServeConn runs one session on c and returns when it ends, closing c.
-func (s *Server) ServeConn(c net.Conn) {
+// ServeConn runs one MX session on c and returns when it ends, closing c.
+func (s *Server) ServeConn(c net.Conn) { s.ServeConnMode(c, ModeMX) }
+
+// ServeConnMode runs one session of the given service on c.
+func (s *Server) ServeConnMode(c net.Conn, mode Mode) {
 	if !s.enter() {
 		c.Close()
 		return
 	}
 	defer s.leave()
-	s.serve(c)
+	s.serve(c, mode)
 }
 
 // enter registers a goroutine that Shutdown must wait for; it fails once
@@ -269,7 +366,7 @@ func (s *Server) leave() {
 }
 
 // serve runs a session, or refuses it when ProcessLimit sessions are busy.
-func (s *Server) serve(c net.Conn) {
+func (s *Server) serve(c net.Conn, mode Mode) {
 	s.mu.Lock()
 	cfg := s.cfg
 	if len(s.sessions) >= cfg.ProcessLimit {
@@ -277,7 +374,7 @@ func (s *Server) serve(c net.Conn) {
 		refuse(c, cfg)
 		return
 	}
-	ss := newSession(s, cfg, c)
+	ss := newSession(s, cfg, c, mode)
 	s.sessions[ss] = struct{}{}
 	s.mu.Unlock()
 	defer func() {

@@ -13,7 +13,7 @@ func TestGreetingAndEHLO(t *testing.T) {
 	ts := startServer(t, testConfig(), newBackend())
 	c := ts.greet()
 	got := c.cmd("EHLO client.example", "250-")
-	want := "250-mx.example.test\n250-PIPELINING\n250-SIZE 10240000\n250-ENHANCEDSTATUSCODES\n250-8BITMIME\n250-SMTPUTF8\n250 CHUNKING"
+	want := "250-mx.example.test\n250-PIPELINING\n250-SIZE 10240000\n250-ENHANCEDSTATUSCODES\n250-8BITMIME\n250-DSN\n250-SMTPUTF8\n250 CHUNKING"
 	if got != want {
 		t.Fatalf("EHLO reply\n%s\nwant\n%s", got, want)
 	}
@@ -43,7 +43,7 @@ func TestSimpleCommands(t *testing.T) {
 		{"VRFY", "501 5.5.4"},
 		{"EXPN staff", "502 5.5.1"},
 		{"STARTTLS", "502 5.5.1 Error: command not implemented"},
-		{"AUTH PLAIN AGFsaWNlAHNlY3JldA==", "502 5.5.1 Error: command not implemented"},
+		{"AUTH PLAIN AGFsaWNlAHNlY3JldA==", "503 5.5.1 Error: authentication not enabled"},
 		{"ETRN example.org", "502 5.5.2 Error: command not recognized"},
 		{"XYZZY", "502 5.5.2 Error: command not recognized"},
 		{"GET / HTTP/1.0", "502 5.5.2 Error: command not recognized"},
@@ -196,7 +196,9 @@ func TestMailParameters(t *testing.T) {
 		{"MAIL FROM:<a@example.org> BODY=BINARYMIME", "501 5.5.4"},
 		{"MAIL FROM:<a@example.org> SMTPUTF8=yes", "501 5.5.4"},
 		{"MAIL FROM:<a@example.org> SIZE=10 SIZE=10", "501 5.5.4"},
-		{"MAIL FROM:<a@example.org> RET=FULL", "555 5.5.4 Unsupported option: RET"},
+		{"MAIL FROM:<a@example.org> RET=PARTIAL", "501 5.5.4 Bad RET parameter syntax"},
+		{"MAIL FROM:<a@example.org> AUTH=<>", "555 5.5.4 Unsupported option: AUTH"},
+		{"MAIL FROM:<a@example.org> X-UNKNOWN=1", "555 5.5.4 Unsupported option: X-UNKNOWN"},
 		{"MAIL FROM:<a@example.org> X=\x01", "500 5.5.2"},
 		{"MAIL FROM:<a@example.org> =x", "501 5.5.4"},
 		{"MAIL TO:<a@example.org>", "501 5.5.4 Syntax: MAIL FROM:<address>"},
@@ -226,7 +228,8 @@ func TestMailParameters(t *testing.T) {
 	c.cmd("RCPT TO:<>", "501 5.1.3 Bad recipient address syntax")
 	c.cmd("RCPT TO:<postmaster>", "250 2.1.5")
 	c.cmd("RCPT TO:<jörg@example.test>", "553 5.6.7")
-	c.cmd("RCPT TO:<b@example.test> NOTIFY=NEVER", "555 5.5.4 Unsupported option: NOTIFY")
+	c.cmd("RCPT TO:<b@example.test> NOTIFY=SOMETIMES", "501 5.5.4 Error: Bad NOTIFY parameter syntax")
+	c.cmd("RCPT TO:<b@example.test> X-UNKNOWN=1", "555 5.5.4 Unsupported option: X-UNKNOWN")
 	c.cmd("RCPT TO:<victim@other.example@our.domain>", "501 5.1.3 Bad recipient address syntax")
 	c.cmd("RCPT FROM:<b@example.test>", "501 5.5.4 Syntax: RCPT TO:<address>")
 	c.cmd("RSET", "250")

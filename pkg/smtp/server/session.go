@@ -48,6 +48,7 @@ func (r *connReader) Read(p []byte) (int, error) {
 type bdatState struct {
 	msg    Message
 	header *headerCheck
+	adder  *headerAdder
 	conv   lineEndings
 	raw    int64 // octets of all chunks so far, as sent
 }
@@ -87,7 +88,7 @@ type session struct {
 	conv    []byte
 }
 
-func newSession(srv *Server, cfg Config, c net.Conn) *session {
+func newSession(srv *Server, cfg Config, c net.Conn, mode Mode) *session {
 	rd := &connReader{conn: c, timeout: cfg.Timeout}
 	s := &session{
 		srv:     srv,
@@ -110,6 +111,7 @@ func newSession(srv *Server, cfg Config, c net.Conn) *session {
 	s.info.RemoteAddr = c.RemoteAddr()
 	s.info.RemoteIP = remoteIP(c.RemoteAddr())
 	s.info.RemoteName = "unknown"
+	s.info.Mode = mode
 	s.client = "unknown[unknown]"
 	return s
 }
@@ -154,15 +156,27 @@ func (s *session) interruptIfIdle() {
 }
 
 func (s *session) run() {
-	defer s.conn.Close()
+	// s.conn changes when TLS starts; closing the TLS connection sends its
+	// close_notify.
+	defer func() { s.conn.Close() }()
 	s.identify()
 	defer s.finish()
 	s.log.Info("connect from %s", s.client)
 
+	if s.info.Mode == ModeSubmissions {
+		// RFC 8314 §3.3: TLS from the first octet, the greeting inside it.
+		if s.cfg.TLS == nil {
+			s.log.Warning("no TLS certificate: cannot serve %s on %s", s.client, s.info.Mode)
+			return
+		}
+		if !s.handshake() {
+			return
+		}
+	}
 	// RFC 5321 §3.1: the client waits for the greeting. One that talks
 	// first is a spam engine or is probing for smuggling (Postfix's "improper
 	// command pipelining after CONNECT").
-	if inputPending(s.conn) {
+	if s.pendingInput() {
 		s.syncError()
 		return
 	}
@@ -361,7 +375,7 @@ func (s *session) execute(line string) {
 		r = s.dispatch(cmd)
 	}
 	s.count(statName(cmd.Verb), r != nil && r.Code < 400)
-	if r != nil {
+	if r != nil && r != sentOK {
 		s.reply(r)
 	}
 }
@@ -409,7 +423,11 @@ func (s *session) dispatch(cmd Command) *Reply {
 		return reply(252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery")
 	case "HELP":
 		return reply(214, "2.0.0", "See RFC 5321 (https://www.rfc-editor.org/rfc/rfc5321)")
-	case "EXPN", "STARTTLS", "AUTH":
+	case "STARTTLS":
+		return s.cmdStartTLS(cmd)
+	case "AUTH":
+		return s.cmdAuth(cmd)
+	case "EXPN":
 		return reply(502, "5.5.1", "Error: command not implemented")
 	}
 	return reply(502, "5.5.2", "Error: command not recognized")
@@ -434,16 +452,21 @@ func (s *session) cmdHelo(cmd Command) *Reply {
 		return &Reply{Code: 250, Text: s.cfg.Hostname}
 	}
 	// Postfix's order; RFC 2034 §3 leaves the EHLO reply without enhanced
-	// status codes.
-	return &Reply{Code: 250, Text: strings.Join([]string{
+	// status codes. STARTTLS is offered until TLS is on (RFC 3207 §4.2),
+	// AUTH only where it may be used (RFC 4954 §4, RFC 8314 §3).
+	ext := []string{
 		s.cfg.Hostname,
 		"PIPELINING",
 		"SIZE " + strconv.FormatInt(s.cfg.MaxMessageSize, 10),
-		"ENHANCEDSTATUSCODES",
-		"8BITMIME",
-		"SMTPUTF8",
-		"CHUNKING",
-	}, "\n")}
+	}
+	if s.cfg.TLS != nil && s.info.TLS == nil {
+		ext = append(ext, "STARTTLS")
+	}
+	if s.authOffered() {
+		ext = append(ext, "AUTH PLAIN LOGIN")
+	}
+	ext = append(ext, "ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8", "CHUNKING")
+	return &Reply{Code: 250, Text: strings.Join(ext, "\n")}
 }
 
 func (s *session) proto() string {
@@ -471,6 +494,11 @@ func (s *session) cmdMail(cmd Command) *Reply {
 		return reply(503, "5.5.1", "Error: send HELO/EHLO first")
 	case s.env != nil:
 		return reply(503, "5.5.1", "Error: nested MAIL command")
+	case s.info.Mode != ModeMX && s.info.AuthUser == "":
+		// RFC 6409 §4.3: submission is for authenticated users only.
+		r := reply(530, "5.7.0", "Authentication required")
+		s.logReject("NOQUEUE", "MAIL", r, nil, nil)
+		return r
 	}
 	env := &Envelope{Conn: &s.info, Body: "7BIT"}
 	seen := map[string]bool{}
@@ -505,6 +533,28 @@ func (s *session) cmdMail(cmd Command) *Reply {
 				return reply(501, "5.5.4", "Error: SMTPUTF8 takes no value")
 			}
 			env.SMTPUTF8 = true
+		case "RET": // RFC 3461 §4.3
+			v, ok := ParseRet(p.Value)
+			if !ok {
+				return reply(501, "5.5.4", "Bad RET parameter syntax")
+			}
+			env.Ret = v
+		case "ENVID": // RFC 3461 §4.4
+			v, ok := ParseEnvID(p.Value)
+			if !ok {
+				return reply(501, "5.5.4", "Bad ENVID parameter syntax")
+			}
+			env.EnvID = v
+		case "AUTH":
+			// RFC 4954 §5: the submitter as another MTA authenticated it.
+			// Checked as xtext and then ignored, which §5 allows: the
+			// sender that counts is the one this server authenticated.
+			if s.cfg.Auth == nil {
+				return reply(555, "5.5.4", "Unsupported option: %s", p.Keyword)
+			}
+			if _, err := DecodeXtext(p.Value); err != nil || !p.HasValue {
+				return reply(501, "5.5.4", "Bad AUTH parameter syntax")
+			}
 		default:
 			return reply(555, "5.5.4", "Unsupported option: %s", p.Keyword)
 		}
@@ -537,8 +587,26 @@ func (s *session) cmdRcpt(cmd Command) *Reply {
 		// RFC 5321 §4.5.3.1.10: 452, and the recipients so far stand.
 		return reply(452, "4.5.3", "Error: too many recipients")
 	}
-	if len(cmd.Params) > 0 {
-		return reply(555, "5.5.4", "Unsupported option: %s", cmd.Params[0].Keyword)
+	var notify, orcpt string
+	seen := map[string]bool{}
+	for _, p := range cmd.Params {
+		if seen[p.Keyword] {
+			return reply(501, "5.5.4", "Error: duplicate %s parameter", p.Keyword)
+		}
+		seen[p.Keyword] = true
+		var ok bool
+		switch p.Keyword {
+		case "NOTIFY": // RFC 3461 §4.1
+			if notify, ok = ParseNotify(p.Value); !ok {
+				return reply(501, "5.5.4", "Error: Bad NOTIFY parameter syntax")
+			}
+		case "ORCPT": // RFC 3461 §4.2
+			if orcpt, ok = ParseORCPT(p.Value); !ok {
+				return reply(501, "5.5.4", "Error: Bad ORCPT parameter syntax")
+			}
+		default:
+			return reply(555, "5.5.4", "Unsupported option: %s", p.Keyword)
+		}
 	}
 	rcpt, err := address.ParsePath(cmd.Path, s.env.SMTPUTF8)
 	if err != nil {
@@ -556,7 +624,7 @@ func (s *session) cmdRcpt(cmd Command) *Reply {
 		s.logReject("NOQUEUE", "RCPT", r, &s.env.From, &rcpt)
 		return r
 	}
-	s.env.Rcpts = append(s.env.Rcpts, Recipient{Addr: rcpt})
+	s.env.Rcpts = append(s.env.Rcpts, Recipient{Addr: rcpt, Notify: notify, ORCPT: orcpt})
 	return reply(250, "2.1.5", "Ok")
 }
 
@@ -581,7 +649,12 @@ func (s *session) begin(stage string) (Message, *Reply) {
 	if msg == nil {
 		return nil, reply(451, "4.3.0", "Error: queue file write error")
 	}
-	s.log.Info("%s: client=%s", msg.QueueID(), s.client)
+	// Postfix's client= line, with the SASL login when there is one.
+	sasl := ""
+	if s.info.AuthUser != "" {
+		sasl = ", sasl_method=" + s.info.AuthMethod + ", sasl_username=" + s.info.AuthUser
+	}
+	s.log.Info("%s: client=%s%s", msg.QueueID(), s.client, sasl)
 	return msg, nil
 }
 
@@ -651,13 +724,18 @@ type messageWriter struct {
 	msg    Message
 	env    *Envelope
 	header *headerCheck
-	herr   error // header limit hit
-	werr   error // Message.Write failed
+	adder  *headerAdder // adds Date: and Message-ID: to submitted mail
+	herr   error        // header limit hit
+	werr   error        // Message.Write failed
 }
 
 func (s *session) newMessageWriter(msg Message) *messageWriter {
 	w := &messageWriter{msg: msg, env: s.env, header: newHeaderCheck(s.cfg.HeaderSizeLimit, s.cfg.HopCountLimit)}
-	_, w.werr = io.WriteString(msg, receivedHeader(s.env, s.cfg.Hostname, msg.QueueID(), time.Now()))
+	now := time.Now()
+	if s.info.AuthUser != "" {
+		w.adder = newHeaderAdder(s.cfg.MaxSubmissionHeader, s.cfg.Hostname, msg.QueueID(), now)
+	}
+	_, w.werr = io.WriteString(msg, receivedHeader(s.env, s.cfg.Hostname, msg.QueueID(), now, s.cfg.ReceivedAuthUser))
 	return w
 }
 
@@ -676,12 +754,28 @@ func (w *messageWriter) write(p []byte) {
 			}
 		}
 	}
+	if w.adder != nil {
+		if p = w.adder.write(p); len(p) == 0 {
+			return
+		}
+	}
 	_, w.werr = w.msg.Write(p)
+}
+
+// end passes on what the header adder still holds.
+func (w *messageWriter) end() {
+	if w.adder == nil || w.herr != nil || w.werr != nil {
+		return
+	}
+	if p := w.adder.finish(); len(p) > 0 {
+		_, w.werr = w.msg.Write(p)
+	}
 }
 
 // commit ends a fully received message: refused for a header limit or a
 // write error, otherwise made durable before the 250.
 func (s *session) commit(msg Message, w *messageWriter, stage string) *Reply {
+	w.end()
 	var r *Reply
 	switch {
 	case w.herr == ErrHeaderTooLarge:
@@ -739,7 +833,7 @@ func (s *session) cmdBDAT(cmd Command, perr error) *Reply {
 		if msg, r = s.begin("BDAT"); r == nil {
 			s.bdat = &bdatState{msg: msg}
 			w := s.newMessageWriter(msg)
-			s.bdat.header = w.header
+			s.bdat.header, s.bdat.adder = w.header, w.adder
 			if w.werr != nil {
 				r = reply(451, "4.3.0", "Error: queue file write error")
 				s.log.Warning("%s: write queue file: %v", msg.QueueID(), w.werr)
@@ -770,7 +864,7 @@ func (s *session) skip(n int64) error {
 func (s *session) readChunk(cmd Command) *Reply {
 	b := s.bdat
 	b.raw += cmd.Size
-	w := &messageWriter{msg: b.msg, env: s.env, header: b.header}
+	w := &messageWriter{msg: b.msg, env: s.env, header: b.header, adder: b.adder}
 	s.rd.refresh = true
 	defer func() { s.rd.refresh = false }()
 	left := cmd.Size
