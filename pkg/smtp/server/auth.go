@@ -110,14 +110,17 @@ func (s *session) cmdAuth(cmd Command) *Reply {
 		s.info.AuthUser = printable(truncate(res.User, maxSASLField))
 		s.info.AuthMethod = mech
 		return reply(235, "2.7.0", "Authentication successful")
-	case res.Temp:
-		// Not the client's fault, and not a guess: fail2ban's filter skips
-		// this wording.
+	case res.Temp && res.Unavailable:
+		// Not the client's doing: fail2ban's filter skips this wording.
 		detail := ""
 		if res.Reason != "" {
 			detail = " (" + res.Reason + ")"
 		}
 		s.log.Warning("%s: SASL %s authentication failed: Connection lost to authentication server%s", s.client, mech, detail)
+		return reply(454, "4.7.0", "Temporary authentication failure")
+	case res.Temp:
+		// Refused unchecked after too many failures: still a failure.
+		s.log.Warning("%s: SASL %s authentication failed: authentication failure", s.client, mech)
 		return reply(454, "4.7.0", "Temporary authentication failure")
 	default:
 		s.log.Warning("%s: SASL %s authentication failed: authentication failure", s.client, mech)

@@ -11,7 +11,8 @@ import (
 )
 
 // fakeAuth knows users by password. "temp@example.test" finds the service
-// down; canon maps a login to the name the service reports.
+// down, "limit@example.test" over its failure limit; canon maps a login to
+// the name the service reports.
 type fakeAuth struct {
 	mu    sync.Mutex
 	users map[string]string
@@ -30,8 +31,11 @@ func (a *fakeAuth) Authenticate(ctx context.Context, c *ConnInfo, mech, user, pa
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.calls = append(a.calls, fmt.Sprintf("%s %s %s %v", mech, user, pass, c.TLS != nil))
-	if user == "temp@example.test" {
-		return AuthResult{Temp: true, Reason: "auth service unreachable"}
+	switch user {
+	case "temp@example.test":
+		return AuthResult{Temp: true, Unavailable: true, Reason: "auth service unreachable"}
+	case "limit@example.test":
+		return AuthResult{Temp: true, Reason: "too many failures"}
 	}
 	if pw, ok := a.users[user]; ok && pw == pass {
 		name := user
@@ -253,6 +257,11 @@ func TestAuthState(t *testing.T) {
 	ts.waitLog("warning: unknown[127.0.0.1]: SASL PLAIN authentication failed: Connection lost to authentication server (auth service unreachable)")
 	if l := logLines(ts, "Connection lost"); len(l) != 1 || fail2banMatches(l[0], "127.0.0.1") {
 		t.Errorf("temporary failure line %q counts for fail2ban", l)
+	}
+	// Refused for too many failures: 454, but counted.
+	c.cmd("AUTH PLAIN "+plain("", "limit@example.test", "x"), "454 4.7.0 Temporary authentication failure")
+	if l := logLines(ts, "SASL PLAIN authentication failed: authentication failure"); len(l) != 1 || !fail2banMatches(l[0], "127.0.0.1") {
+		t.Errorf("limit failure lines %q", l)
 	}
 	c.cmd("AUTH PLAIN "+plain("", "bob", "pw-bob"), "235")
 

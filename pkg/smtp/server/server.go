@@ -206,12 +206,19 @@ type AuthResult struct {
 	// User is the login name to record on success (the authentication
 	// service may canonicalise what the client typed).
 	User string
-	// Temp reports that the credentials could not be checked (the service
-	// is down): 454 4.7.0, and the client may try again.
+	// Temp reports that the credentials were not checked: 454 4.7.0, and
+	// the client may try again later. The service may refuse so because
+	// the client or the user failed too often, which is logged as an
+	// authentication failure, or because it is Unavailable.
 	Temp bool
-	// Reason is logged with a temporary failure. A definite failure is
-	// logged and answered as "authentication failure" only, so that a wrong
-	// user and a wrong password look the same.
+	// Unavailable: the check failed on the service's side (unreachable, a
+	// backend down). Logged with Postfix's "Connection lost to
+	// authentication server", which fail2ban does not count against the
+	// client.
+	Unavailable bool
+	// Reason is logged with an unavailable service. Other failures are
+	// logged and answered as "authentication failure" only, so that a
+	// wrong user and a wrong password look the same.
 	Reason string
 }
 
