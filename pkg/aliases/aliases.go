@@ -173,30 +173,45 @@ func parseEntry(s string) (string, []string, error) {
 	}
 	key = strings.ToLower(key)
 
-	var targets []string
-	for rest != "" {
-		item, tail, err := nextItem(rest)
-		if err != nil {
-			return "", nil, fmt.Errorf("alias %q: %w", key, err)
-		}
-		rest = tail
-		item = strings.Trim(item, " \t")
-		if item == "" {
-			continue // "a,,b" and a trailing comma are harmless
-		}
-		if len(targets) == MaxTargets {
-			return "", nil, fmt.Errorf("alias %q: more than %d targets", key, MaxTargets)
-		}
-		item = unquote(item)
-		if item == "" {
-			return "", nil, fmt.Errorf("alias %q: empty target \"\"", key)
-		}
-		targets = append(targets, item)
+	targets, err := ParseTargets(rest)
+	if err != nil {
+		return "", nil, fmt.Errorf("alias %q: %w", key, err)
 	}
 	if len(targets) == 0 {
 		return "", nil, fmt.Errorf("alias %q has no targets", key)
 	}
 	return key, targets, nil
+}
+
+// ParseTargets splits the right-hand side of an alias, one line of a
+// ~/.forward file or of an :include: file, into its targets with the rules
+// of Parse: commas outside quotes separate, quotes are removed, empty items
+// are skipped. local(8): "Each line in a user's .forward file has the same
+// syntax as the right-hand part of an alias."
+func ParseTargets(s string) ([]string, error) {
+	if i := strings.IndexFunc(s, isControl); i >= 0 {
+		return nil, fmt.Errorf("control character %q", s[i])
+	}
+	var targets []string
+	for s != "" {
+		item, tail, err := nextItem(s)
+		if err != nil {
+			return nil, err
+		}
+		s = tail
+		item = strings.Trim(item, " \t")
+		if item == "" {
+			continue
+		}
+		if len(targets) == MaxTargets {
+			return nil, fmt.Errorf("more than %d targets", MaxTargets)
+		}
+		if item = unquote(item); item == "" {
+			return nil, fmt.Errorf("empty target \"\"")
+		}
+		targets = append(targets, item)
+	}
+	return targets, nil
 }
 
 // closingQuote returns the index of the quote that closes the one at s[0].

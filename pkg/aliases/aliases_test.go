@@ -200,3 +200,26 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestParseTargets(t *testing.T) {
+	got, err := ParseTargets(` alice, "|/usr/bin/procmail -a \"x,y\"" ,, /var/mail/archive, :include:/etc/list, \bob `)
+	want := []string{"alice", `|/usr/bin/procmail -a "x,y"`, "/var/mail/archive", ":include:/etc/list", `\bob`}
+	if err != nil || strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("%q %v", got, err)
+	}
+	if got, err := ParseTargets("  # not special here, x"); err != nil || len(got) != 2 {
+		t.Fatalf("%q %v", got, err)
+	}
+	for _, bad := range []string{"a\x00b", "\"open", `a, ""`, "a\rb"} {
+		if _, err := ParseTargets(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	many := strings.Repeat("a,", MaxTargets)
+	if got, err := ParseTargets(many); err != nil || len(got) != MaxTargets {
+		t.Fatalf("%d targets: %v", len(got), err)
+	}
+	if _, err := ParseTargets(many + "b"); err == nil || !strings.Contains(err.Error(), "more than") {
+		t.Fatalf("%d+1 targets: %v", MaxTargets, err)
+	}
+}
