@@ -60,6 +60,7 @@ type Config struct {
 	Virtual Virtual `toml:"virtual"`
 	TLS     TLS     `toml:"tls"`
 	Master  Master  `toml:"master"`
+	Auth    Auth    `toml:"auth"`
 }
 
 // Log selects where the daemons log.
@@ -117,6 +118,41 @@ type Local struct {
 	// DeliveryUser is who the local daemon runs as; it needs root to
 	// become each mailbox owner. Empty: the user who started master.
 	DeliveryUser string `toml:"delivery_user"`
+	// DefaultPrivs is Postfix's default_privs: the user whose rights run
+	// the commands and write the files named in a root-owned aliases file
+	// (and stand in for root wherever root's rights would be used). Never
+	// root.
+	DefaultPrivs string `toml:"default_privs"`
+	// AllowMailToCommands and AllowMailToFiles are Postfix's
+	// allow_mail_to_commands and allow_mail_to_files: where "|command"
+	// and "/file" destinations are honoured: "alias", "forward",
+	// "include".
+	AllowMailToCommands []string `toml:"allow_mail_to_commands"`
+	AllowMailToFiles    []string `toml:"allow_mail_to_files"`
+	// CommandTimeLimit is command_time_limit: how long a command may run
+	// before it is killed and the delivery deferred.
+	CommandTimeLimit Duration `toml:"command_time_limit"`
+	// LockTimeout bounds the wait for a mailbox locked by another program
+	// (Postfix: deliver_lock_attempts 20 x deliver_lock_delay 1 s).
+	LockTimeout Duration `toml:"lock_timeout"`
+}
+
+// Where aliases(5) destinations can come from, for Local.AllowMailTo*.
+const (
+	FromAlias   = "alias"
+	FromForward = "forward"
+	FromInclude = "include"
+)
+
+// Allows reports whether list (AllowMailToCommands or AllowMailToFiles)
+// permits a destination found in source (FromAlias, ...).
+func Allows(list []string, source string) bool {
+	for _, s := range list {
+		if s == source {
+			return true
+		}
+	}
+	return false
 }
 
 // Virtual configures mailboxes that belong to no system user.
@@ -125,6 +161,10 @@ type Virtual struct {
 	Domains []string `toml:"domains"`
 	// UsersFile is a Dovecot passwd-file: user@domain:{SCHEME}hash:...
 	UsersFile string `toml:"users_file"`
+	// AliasFile is Postfix's virtual_alias_maps, in virtual(5) format:
+	// "address target, target" lines, with @domain catch-alls. Empty:
+	// none.
+	AliasFile string `toml:"alias_file"`
 	// Mailbox is the Maildir of a virtual user, with Dovecot's variables
 	// %d (domain), %n (user without domain) and %u (user@domain).
 	Mailbox string `toml:"mailbox"`
@@ -147,6 +187,37 @@ type Master struct {
 	// StopGrace is how long deliveries in flight may take at shutdown.
 	StopGrace Duration `toml:"stop_grace"`
 }
+
+// Auth configures the auth daemon, which checks every password (SMTP
+// AUTH, IMAP, POP3).
+type Auth struct {
+	// SystemUsers lets system users log in with their system password,
+	// checked through PAM: bare names and names in LocalDomains.
+	SystemUsers bool `toml:"system_users"`
+	// PasswdFiles are Dovecot passwd-files consulted after
+	// Virtual.UsersFile for names in virtual domains.
+	PasswdFiles []string `toml:"passwd_files"`
+	// FirstValidUID is Dovecot's first_valid_uid: system users below it
+	// (root, system accounts) never log in.
+	FirstValidUID int `toml:"first_valid_uid"`
+	// FailureDelay is how long the first failed attempt waits for its
+	// answer; each further recent failure of the client or the user
+	// doubles it, up to MaxFailureDelay (Dovecot's auth penalty).
+	FailureDelay    Duration `toml:"failure_delay"`
+	MaxFailureDelay Duration `toml:"max_failure_delay"`
+	// FailureWindow is how long a failure counts.
+	FailureWindow Duration `toml:"failure_window"`
+	// ClientFailureLimit: a client (IPv4 address, IPv6 /48) with this many
+	// failures in the window is refused without a check.
+	ClientFailureLimit int `toml:"client_failure_limit"`
+	// UserFailureLimit: a user name with this many failures in the window
+	// is refused without a check to clients that failed too.
+	UserFailureLimit int `toml:"user_failure_limit"`
+}
+
+// MaxAuthFailureDelay bounds auth.max_failure_delay: the daemons asking
+// wait for the answer (auth.ClientTimeout is 90 s).
+const MaxAuthFailureDelay = time.Minute
 
 // Defaults returns the configuration an empty file gives.
 func Defaults() *Config {
@@ -186,9 +257,14 @@ func Defaults() *Config {
 			LocalConcurrency: 20,
 		},
 		Local: Local{
-			HomeMailbox:  "",
-			MailSpoolDir: "/var/mail",
-			DeliveryUser: "root",
+			HomeMailbox:         "",
+			MailSpoolDir:        "/var/mail",
+			DeliveryUser:        "root",
+			DefaultPrivs:        "nobody",
+			AllowMailToCommands: []string{FromAlias, FromForward},
+			AllowMailToFiles:    []string{FromAlias, FromForward},
+			CommandTimeLimit:    Duration(1000 * time.Second),
+			LockTimeout:         Duration(20 * time.Second),
 		},
 		Virtual: Virtual{
 			UsersFile: "/etc/posthorn/users",
@@ -201,6 +277,16 @@ func Defaults() *Config {
 			KeyFile:  "/etc/ssl/private/ssl-cert-snakeoil.key",
 		},
 		Master: Master{StopGrace: Duration(30 * time.Second)},
+		Auth: Auth{
+			SystemUsers:        true,
+			PasswdFiles:        []string{},
+			FirstValidUID:      1000,
+			FailureDelay:       Duration(2 * time.Second),
+			MaxFailureDelay:    Duration(15 * time.Second),
+			FailureWindow:      Duration(10 * time.Minute),
+			ClientFailureLimit: 20,
+			UserFailureLimit:   10,
+		},
 	}
 }
 
@@ -262,8 +348,11 @@ func (c *Config) finish(base string) {
 		}
 	}
 	for _, p := range []*string{&c.SpoolDir, &c.StateDir, &c.DaemonDir, &c.AliasFile,
-		&c.Local.MailSpoolDir, &c.Virtual.UsersFile, &c.Virtual.Mailbox, &c.TLS.CertFile, &c.TLS.KeyFile} {
+		&c.Local.MailSpoolDir, &c.Virtual.UsersFile, &c.Virtual.AliasFile, &c.Virtual.Mailbox, &c.TLS.CertFile, &c.TLS.KeyFile} {
 		abs(p)
+	}
+	for i := range c.Auth.PasswdFiles {
+		abs(&c.Auth.PasswdFiles[i])
 	}
 }
 
@@ -281,7 +370,8 @@ func (c *Config) Validate() error {
 		"smtpd.hopcount_limit": int64(c.SMTPD.HopCountLimit), "smtpd.process_limit": int64(c.SMTPD.ProcessLimit),
 		"smtpd.timeout": int64(c.SMTPD.Timeout), "queue.queue_run_delay": int64(c.Queue.RunDelay),
 		"queue.maximal_queue_lifetime": int64(c.Queue.MaximalLifetime), "queue.bounce_queue_lifetime": int64(c.Queue.BounceLifetime),
-		"master.stop_grace": int64(c.Master.StopGrace),
+		"master.stop_grace":        int64(c.Master.StopGrace),
+		"local.command_time_limit": int64(c.Local.CommandTimeLimit), "local.lock_timeout": int64(c.Local.LockTimeout),
 	} {
 		if v <= 0 {
 			return fmt.Errorf("%s must be positive", name)
@@ -296,6 +386,18 @@ func (c *Config) Validate() error {
 	if c.Queue.LocalConcurrency <= 0 {
 		return fmt.Errorf("queue.local_concurrency must be positive")
 	}
+	switch c.Local.DefaultPrivs {
+	case "", "root", "0":
+		return fmt.Errorf("local.default_privs must name an unprivileged user, not %q", c.Local.DefaultPrivs)
+	}
+	for name, list := range map[string][]string{"local.allow_mail_to_commands": c.Local.AllowMailToCommands,
+		"local.allow_mail_to_files": c.Local.AllowMailToFiles} {
+		for _, v := range list {
+			if v != FromAlias && v != FromForward && v != FromInclude {
+				return fmt.Errorf("%s: %q is not one of alias, forward, include", name, v)
+			}
+		}
+	}
 	for _, d := range c.Virtual.Domains {
 		if c.IsLocalDomain(d) {
 			return fmt.Errorf("domain %s is both in local_domains and virtual.domains", d)
@@ -303,6 +405,17 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Virtual.Domains) > 0 && !strings.Contains(c.Virtual.Mailbox, "%") {
 		return fmt.Errorf("virtual.mailbox %q must contain %%n, %%d or %%u", c.Virtual.Mailbox)
+	}
+	if a := c.Auth; a.FailureDelay > a.MaxFailureDelay || a.MaxFailureDelay.D() > MaxAuthFailureDelay {
+		return fmt.Errorf("auth: failure_delay must not exceed max_failure_delay, which must not exceed %s", MaxAuthFailureDelay)
+	}
+	if a := c.Auth; a.FailureWindow <= 0 || a.ClientFailureLimit <= 0 || a.UserFailureLimit <= 0 {
+		return fmt.Errorf("auth: failure_window, client_failure_limit and user_failure_limit must be positive")
+	}
+	for _, p := range c.Auth.PasswdFiles {
+		if p == "" {
+			return fmt.Errorf("auth.passwd_files: empty path")
+		}
 	}
 	switch c.Log.Target {
 	case "stderr", "syslog":
