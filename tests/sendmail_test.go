@@ -93,6 +93,7 @@ func TestSendmailHostileInput(t *testing.T) {
 		!strings.Contains(out, "<ops@example.test>: deliverable via local") || !strings.Contains(out, "via smtp") {
 		t.Errorf("-bv: exit %d %q", code, out)
 	}
+	s.WaitFor("the accepted message to leave the queue", 15*time.Second, s.QueueEmpty)
 	if out, code := s.sendmail("", "-bp"); code != 0 || !strings.HasPrefix(out, "Mail queue is empty") {
 		t.Errorf("-bp: exit %d %q", code, out)
 	}
