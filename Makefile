@@ -4,16 +4,20 @@ DESTDIR ?=
 PREFIX  ?= /usr
 # Every program in bin/ but these is a daemon for /usr/lib/posthorn.
 TOOLS    = posthorn sendmail mailq newaliases
+# Debian packages needed to build: auth checks system users' passwords
+# through PAM, a C library, so it alone is built with cgo.
+BUILD_DEBS = gcc libc6-dev libpam0g-dev
 # Packages the tests drive as real clients and peers.
 TEST_DEBS = swaks python3 mandoc
 
-.PHONY: all build run test test-deps bench install clean fuzz
+.PHONY: all build build-deps run test test-deps bench install clean fuzz
 
 all: build
 
-build:
+build: build-deps
 	@mkdir -p bin
-	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ $$($(GO) list ./cmd/... | grep -v '/cmd/auth$$')
+	CGO_ENABLED=1 $(GO) build -trimpath -o bin/ ./cmd/auth
 
 # The whole system in the foreground on the development instance
 # (etc/posthorn-dev.toml): 127.0.0.1:2525, state under ./run/. Ctrl-C stops it.
@@ -21,8 +25,10 @@ run: build
 	@mkdir -p run
 	exec bin/master -c etc/posthorn-dev.toml
 
-test-deps:
-	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# install_debs installs the Debian packages $(1) that are missing (as root),
+# or says how to.
+define install_debs
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			echo "installing$$missing"; \
@@ -30,10 +36,17 @@ test-deps:
 			 (apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends $$missing >/dev/null)) || \
 			 { echo "cannot install$$missing"; exit 1; }; \
 		else \
-			echo "the tests need these Debian packages:$$missing"; \
+			echo "these Debian packages are needed:$$missing"; \
 			echo "install them with: sudo apt-get install$$missing"; exit 1; \
 		fi; \
 	fi
+endef
+
+build-deps:
+	$(call install_debs,$(BUILD_DEBS))
+
+test-deps:
+	$(call install_debs,$(BUILD_DEBS) $(TEST_DEBS))
 
 # Unit tests, fuzz seed corpora, and the end-to-end tests in tests/ that
 # start the real binaries and talk to them with real clients.

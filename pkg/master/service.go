@@ -71,6 +71,12 @@ func specs(cfg *config.Config) ([]spec, error) {
 		spec{name: "pickup", user: cfg.MailOwner, setting: "mail_owner",
 			listen: []listenSpec{{"pickup", "unix", filepath.Join(cfg.SpoolDir, spool.Public, "pickup"), 0666}}},
 		spec{name: "local", user: cfg.Local.DeliveryUser, setting: "local.delivery_user", listen: private("local")},
+		// auth keeps master's user, root in production: pam_unix reads
+		// /etc/shadow itself only as root (otherwise its helper checks
+		// the calling user's own password and nobody else's). Its socket
+		// belongs to the mail owner, as every private socket, so that
+		// smtpd and the login processes can ask it and nobody else can.
+		spec{name: "auth", listen: private("auth")},
 	)
 	return out, nil
 }

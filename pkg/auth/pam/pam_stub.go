@@ -1,0 +1,8 @@
+//go:build !linux || !cgo
+
+package pam
+
+// Check always fails with ErrUnavailable: PAM needs cgo.
+func Check(user, password, rhost, tty string) (Result, error) {
+	return Result{Temp: true, Stage: Start, Message: ErrUnavailable.Error()}, ErrUnavailable
+}
