@@ -106,3 +106,5 @@ func (c *crlfReader) Read(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+func bufioWriter(w io.Writer) *bufio.Writer { return bufio.NewWriter(w) }

@@ -247,3 +247,16 @@ func TestExternalChanges(t *testing.T) {
 	}
 	f.Close()
 }
+
+func TestPOP3UIDL(t *testing.T) {
+	dir := dovecotFixture(t)
+	s, _ := OpenStore(dir, Options{})
+	defer s.Close()
+	m := mustOpen(t, s, "INBOX")
+	if got := m.POP3UIDL(3); got != "0000000301276528400" || m.POP3Order(3) != 1 {
+		t.Fatalf("stored UIDL %q order %d", got, m.POP3Order(3))
+	}
+	if got := m.POP3UIDL(5); got != "000000054c164710" {
+		t.Fatalf("default UIDL %q", got)
+	}
+}
