@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 
 	mdns "github.com/miekg/dns"
@@ -17,9 +18,9 @@ import (
 func FuzzLookup(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := &Resolver{timeout: 1, attempts: 1}
-		queries := 0
+		var queries atomic.Int32
 		r.exchange = func(ctx context.Context, name string, qtype uint16) (*mdns.Msg, error) {
-			queries++
+			queries.Add(1)
 			m := new(mdns.Msg)
 			if err := m.Unpack(data); err != nil {
 				return nil, errMalformed
@@ -51,8 +52,8 @@ func FuzzLookup(f *testing.F) {
 			}
 		}
 		// One query per CNAME hop at most, per lookup type.
-		if queries > 3*(MaxCNAME+1) {
-			t.Fatalf("%d queries", queries)
+		if n := queries.Load(); n > 3*(MaxCNAME+1) {
+			t.Fatalf("%d queries", n)
 		}
 	})
 }
