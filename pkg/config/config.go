@@ -9,6 +9,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -61,6 +62,8 @@ type Config struct {
 	TLS     TLS     `toml:"tls"`
 	Master  Master  `toml:"master"`
 	Auth    Auth    `toml:"auth"`
+	SMTP    SMTP    `toml:"smtp"`
+	DNS     DNS     `toml:"dns"`
 }
 
 // Log selects where the daemons log.
@@ -215,6 +218,89 @@ type Auth struct {
 	UserFailureLimit int `toml:"user_failure_limit"`
 }
 
+// SMTP configures the outbound SMTP client, smtp(8), after Postfix's smtp_*
+// settings.
+type SMTP struct {
+	// Relayhost is Postfix's relayhost: all mail for other domains goes
+	// there. "[host]:port" or "[address]" is used as it is; "host:port"
+	// is a domain whose MX hosts are looked up. Empty: direct delivery.
+	Relayhost string `toml:"relayhost"`
+	// RelayhostUsername and the password in RelayhostPasswordFile (its
+	// first line) log in to the relay host with AUTH.
+	RelayhostUsername     string `toml:"relayhost_username"`
+	RelayhostPasswordFile string `toml:"relayhost_password_file"`
+	// AuthAllowCleartext lets the password go over a connection without
+	// TLS; otherwise such a delivery is deferred.
+	AuthAllowCleartext bool `toml:"auth_allow_cleartext"`
+	// AddressPreference is smtp_address_preference: "any", "ipv6" or
+	// "ipv4", the family tried first among addresses of equal MX preference.
+	AddressPreference string `toml:"address_preference"`
+	// ConnectTimeout is smtp_connect_timeout.
+	ConnectTimeout Duration `toml:"connect_timeout"`
+	// HeloName is smtp_helo_name, "$hostname" by default.
+	HeloName string `toml:"helo_name"`
+	// Port is the TCP port of mail exchangers (smtp_tcp_port).
+	Port int `toml:"port"`
+	// DestinationConcurrencyLimit is smtp_destination_concurrency_limit:
+	// deliveries at once to one domain (or to the relay host).
+	DestinationConcurrencyLimit int `toml:"destination_concurrency_limit"`
+	// TLS is smtp_tls_security_level: "none", "may" (STARTTLS when
+	// offered) or "encrypt" (STARTTLS required); certificates are not
+	// verified at either level.
+	TLS string `toml:"tls"`
+}
+
+// DNS configures the resolver of the SMTP client.
+type DNS struct {
+	// Resolvers are name servers as "address" or "address:port". Empty:
+	// the nameserver lines of /etc/resolv.conf.
+	Resolvers []string `toml:"resolvers"`
+}
+
+// RelayhostParts splits SMTP.Relayhost into host, port and whether the
+// host was bracketed (no MX lookup, as Postfix's "[host]"). The port is
+// SMTP.Port when none is given. An IPv6 address is written
+// "[ipv6:2001:db8::1]" or "[2001:db8::1]".
+func (s SMTP) RelayhostParts() (host string, port int, bracketed bool, err error) {
+	r := strings.TrimSpace(s.Relayhost)
+	port = s.Port
+	if r == "" {
+		return "", 0, false, fmt.Errorf("smtp.relayhost is empty")
+	}
+	bad := func() (string, int, bool, error) {
+		return "", 0, false, fmt.Errorf("smtp.relayhost %q: want host, host:port, [host] or [host]:port", s.Relayhost)
+	}
+	rest := ""
+	if strings.HasPrefix(r, "[") {
+		end := strings.IndexByte(r, ']')
+		if end < 0 {
+			return bad()
+		}
+		host, rest, bracketed = r[1:end], r[end+1:], true
+		if len(host) > 5 && strings.EqualFold(host[:5], "ipv6:") {
+			host = host[5:]
+		}
+	} else {
+		host, rest, _ = strings.Cut(r, ":")
+		if rest != "" {
+			rest = ":" + rest
+		}
+	}
+	if rest != "" {
+		p, ok := strings.CutPrefix(rest, ":")
+		n, err := strconv.Atoi(p)
+		if !ok || err != nil || n < 1 || n > 65535 {
+			return bad()
+		}
+		port = n
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	if host == "" || strings.ContainsAny(host, " \t\r\n/[]@") || (!bracketed && strings.Contains(host, ":")) {
+		return bad()
+	}
+	return host, port, bracketed, nil
+}
+
 // MaxAuthFailureDelay bounds auth.max_failure_delay: the daemons asking
 // wait for the answer (auth.ClientTimeout is 90 s).
 const MaxAuthFailureDelay = time.Minute
@@ -287,6 +373,15 @@ func Defaults() *Config {
 			ClientFailureLimit: 20,
 			UserFailureLimit:   10,
 		},
+		SMTP: SMTP{
+			AddressPreference:           "any",
+			ConnectTimeout:              Duration(30 * time.Second),
+			HeloName:                    "$hostname",
+			Port:                        25,
+			DestinationConcurrencyLimit: 20,
+			TLS:                         "may",
+		},
+		DNS: DNS{Resolvers: []string{}},
 	}
 }
 
@@ -330,6 +425,10 @@ func Load(path string) (*Config, error) {
 func (c *Config) finish(base string) {
 	c.Hostname = strings.ToLower(strings.TrimSuffix(c.Hostname, "."))
 	c.SMTPD.Banner = strings.ReplaceAll(c.SMTPD.Banner, "$hostname", c.Hostname)
+	c.SMTP.HeloName = strings.ReplaceAll(c.SMTP.HeloName, "$hostname", c.Hostname)
+	if c.SMTP.HeloName == "" {
+		c.SMTP.HeloName = c.Hostname
+	}
 	expand := func(ds []string) []string {
 		var out []string
 		for _, d := range ds {
@@ -348,7 +447,7 @@ func (c *Config) finish(base string) {
 		}
 	}
 	for _, p := range []*string{&c.SpoolDir, &c.StateDir, &c.DaemonDir, &c.AliasFile,
-		&c.Local.MailSpoolDir, &c.Virtual.UsersFile, &c.Virtual.AliasFile, &c.Virtual.Mailbox, &c.TLS.CertFile, &c.TLS.KeyFile} {
+		&c.Local.MailSpoolDir, &c.Virtual.UsersFile, &c.Virtual.AliasFile, &c.Virtual.Mailbox, &c.TLS.CertFile, &c.TLS.KeyFile, &c.SMTP.RelayhostPasswordFile} {
 		abs(p)
 	}
 	for i := range c.Auth.PasswdFiles {
@@ -372,6 +471,7 @@ func (c *Config) Validate() error {
 		"queue.maximal_queue_lifetime": int64(c.Queue.MaximalLifetime), "queue.bounce_queue_lifetime": int64(c.Queue.BounceLifetime),
 		"master.stop_grace":        int64(c.Master.StopGrace),
 		"local.command_time_limit": int64(c.Local.CommandTimeLimit), "local.lock_timeout": int64(c.Local.LockTimeout),
+		"smtp.connect_timeout": int64(c.SMTP.ConnectTimeout), "smtp.destination_concurrency_limit": int64(c.SMTP.DestinationConcurrencyLimit),
 	} {
 		if v <= 0 {
 			return fmt.Errorf("%s must be positive", name)
@@ -417,10 +517,50 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("auth.passwd_files: empty path")
 		}
 	}
+	if err := c.SMTP.validate(); err != nil {
+		return err
+	}
+	for _, r := range c.DNS.Resolvers {
+		host := r
+		if ap, err := netip.ParseAddrPort(r); err == nil {
+			host = ap.Addr().String()
+		}
+		if _, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")); err != nil {
+			return fmt.Errorf("dns.resolvers: %q is not an IP address with an optional :port", r)
+		}
+	}
 	switch c.Log.Target {
 	case "stderr", "syslog":
 	default:
 		return fmt.Errorf("log.target must be stderr or syslog, not %q", c.Log.Target)
+	}
+	return nil
+}
+
+func (s SMTP) validate() error {
+	if s.Port < 1 || s.Port > 65535 {
+		return fmt.Errorf("smtp.port %d is not a TCP port", s.Port)
+	}
+	switch s.TLS {
+	case "none", "may", "encrypt":
+	default:
+		return fmt.Errorf("smtp.tls must be none, may or encrypt, not %q", s.TLS)
+	}
+	switch s.AddressPreference {
+	case "any", "ipv4", "ipv6":
+	default:
+		return fmt.Errorf("smtp.address_preference must be any, ipv4 or ipv6, not %q", s.AddressPreference)
+	}
+	if strings.ContainsAny(s.HeloName, " \t\r\n\x00/<>") {
+		return fmt.Errorf("smtp.helo_name %q is not a host name", s.HeloName)
+	}
+	if s.Relayhost != "" {
+		if _, _, _, err := s.RelayhostParts(); err != nil {
+			return err
+		}
+	}
+	if s.RelayhostUsername != "" && (s.Relayhost == "" || s.RelayhostPasswordFile == "") {
+		return fmt.Errorf("smtp.relayhost_username needs smtp.relayhost and smtp.relayhost_password_file")
 	}
 	return nil
 }
