@@ -50,7 +50,7 @@
 //	passwd-file(alice@example.org,192.0.2.1): unknown user
 //	passwd-file(alice@example.org,192.0.2.1): Password mismatch
 //	pam(alice,192.0.2.1): pam_authenticate() failed: Authentication failure (password mismatch?)
-//	auth(?bad?name,192.0.2.1): invalid credentials
+//	passdb(?bad?name,192.0.2.1): invalid credentials
 //
 // smtpd logs each failed SMTP AUTH in Postfix's shape with SMTPFailure,
 // for the stock postfix.conf filter (mode=auth, the postfix-sasl jail):

@@ -123,7 +123,11 @@ var ErrBadRequest = errors.New("auth: bad request")
 // outcome is what a backend found.
 type outcome struct {
 	res Result
-	// backend and msg make the log line "backend(user,ip): msg".
+	// backend and msg make the log line "backend(user,ip): msg", as
+	// Dovecot writes it: backend is the passdb, "passwd-file" or "pam",
+	// or "passdb" for a name refused before any lookup. Never "auth":
+	// fail2ban's dovecot filter takes "auth(...): " for the name of
+	// Dovecot's auth process and would skip the line.
 	backend, msg string
 }
 
@@ -155,14 +159,14 @@ func (s *Server) Verify(ctx context.Context, r Request) (Result, error) {
 		// The protocol engines never offer this; answering without
 		// checking and without counting keeps a password that was sent
 		// in the clear from being confirmed to anyone listening.
-		s.log.Info("auth(%s,%s): password sent without TLS refused", name, addr)
+		s.log.Info("passdb(%s,%s): password sent without TLS refused", name, addr)
 		return Result{Reason: "password sent without TLS"}, nil
 	}
 	cfg, files := s.current()
 	group, key := clientGroup(ip), limiterKey(cfg, r.User)
 	if why, log, unlogged := s.lim.admit(start, group, key); why != "" {
 		if log {
-			s.log.Info("auth(%s,%s): %s %s: refused without checking (%d more refused since the last such line)",
+			s.log.Info("passdb(%s,%s): %s %s: refused without checking (%d more refused since the last such line)",
 				name, addr, why, group, unlogged)
 		}
 		return Result{Temp: true, Reason: string(why)}, nil
@@ -187,10 +191,10 @@ func (s *Server) Verify(ctx context.Context, r Request) (Result, error) {
 // check finds the user's backend and asks it.
 func (s *Server) check(ctx context.Context, cfg *config.Config, files []*passwdFile, r Request, addr string) outcome {
 	if ValidUsername(r.User) != nil {
-		return failed("auth", "invalid credentials", ErrBadUsername.Error())
+		return failed("passdb", "invalid credentials", ErrBadUsername.Error())
 	}
 	if r.Password == "" || len(r.Password) > userdb.MaxPasswordLength || strings.IndexByte(r.Password, 0) >= 0 {
-		return failed("auth", "invalid credentials", "invalid password")
+		return failed("passdb", "invalid credentials", "invalid password")
 	}
 	local, domain, hasAt := strings.Cut(r.User, "@")
 	switch {
@@ -204,7 +208,7 @@ func (s *Server) check(ctx context.Context, cfg *config.Config, files []*passwdF
 	// A domain that is not ours, or system users turned off: nobody by
 	// that name, at the price of a real check.
 	s.dummyVerify(ctx, files, r.Password)
-	return failed("auth", "unknown user", "unknown user")
+	return failed("passdb", "unknown user", "unknown user")
 }
 
 // verify runs one hash under the concurrency bound.
@@ -377,12 +381,30 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 }
 
+// serveConn answers one connection's requests. At shutdown a connection
+// waiting for its next request is closed, and a request being checked is
+// answered first: its delay is cut short, its verdict stands.
 func (s *Server) serveConn(ctx context.Context, conn *ipc.Conn) {
 	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	var mu sync.Mutex
+	busy := false
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !busy {
+			conn.SetDeadline(time.Now()) // wakes the idle Receive
+		}
+	})
 	defer stop()
 	for {
+		mu.Lock()
+		if ctx.Err() != nil {
+			mu.Unlock()
+			return
+		}
+		busy = false
 		conn.SetDeadline(time.Now().Add(idleTimeout))
+		mu.Unlock()
 		var w wireRequest
 		files, err := conn.Receive(&w)
 		for _, f := range files {
@@ -391,7 +413,10 @@ func (s *Server) serveConn(ctx context.Context, conn *ipc.Conn) {
 		if err != nil {
 			return
 		}
+		mu.Lock()
+		busy = true
 		conn.SetDeadline(time.Time{})
+		mu.Unlock()
 		res, err := s.Verify(ctx, Request{
 			Service: w.Service, User: string(w.User), Password: string(w.Password),
 			RemoteIP: w.RemoteIP, Secured: w.Secured,

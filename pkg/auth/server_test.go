@@ -75,7 +75,7 @@ func TestSystemUsers(t *testing.T) {
 	want := []string{
 		"pam(carol,192.0.2.2): pam_authenticate() failed: Authentication failure (password mismatch?)",
 		"pam(root,192.0.2.3): uid 0 below first_valid_uid 1000",
-		"auth(carol@elsewhere.example,192.0.2.4): unknown user",
+		"passdb(carol@elsewhere.example,192.0.2.4): unknown user",
 	}
 	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("log:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
