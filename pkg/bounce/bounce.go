@@ -1,7 +1,11 @@
-// Package bounce builds the non-delivery report sent to a message's sender
-// when recipients fail permanently or expire: a multipart/report
-// (RFC 6522) with a human-readable part, a message/delivery-status part
-// (RFC 3464) and the original message's headers (text/rfc822-headers).
+// Package bounce builds the delivery status notifications sent to a
+// message's sender: non-delivery reports when recipients fail permanently
+// or expire, and success notifications for recipients that asked for them
+// (RFC 3461 NOTIFY=SUCCESS). Each is a multipart/report (RFC 6522) with a
+// human-readable part, a message/delivery-status part (RFC 3464) and the
+// original message: its headers (text/rfc822-headers), or the whole of it
+// (message/rfc822) when the sender asked with RET=FULL and it is small
+// enough.
 package bounce
 
 import (
@@ -13,40 +17,100 @@ import (
 	"time"
 )
 
-// Failure is one recipient that could not be delivered.
+// Actions of a recipient in a report (RFC 3464 §2.3.3).
+const (
+	ActionFailed    = "failed"
+	ActionDelivered = "delivered"
+)
+
+// Failure is one recipient in a report: one that could not be delivered
+// or, with Action ActionDelivered, one whose delivery is confirmed.
 type Failure struct {
 	Recipient string
-	Orig      string // original recipient (ORCPT), if known
+	Orig      string // original recipient as "addr-type;address" (ORCPT), if known
 	DSN       string // e.g. 5.1.1
 	Reason    string
-	Expired   bool // given up after the maximal queue lifetime
+	Expired   bool   // given up after the maximal queue lifetime
+	Action    string // ActionFailed when empty
 }
 
-// Report describes the bounce to build.
+// Report describes the notification to build.
 type Report struct {
 	Hostname string
 	QueueID  string // of the original message
-	Sender   string // original envelope sender: the bounce goes there
+	Sender   string // original envelope sender: the report goes there
 	Arrival  time.Time
 	Failures []Failure
 	Now      time.Time
+	// EnvID is the sender's envelope identifier (ENVID, RFC 3461 §4.4),
+	// returned as Original-Envelope-Id.
+	EnvID string
+	// Ret is "FULL" when the sender asked for the whole message back
+	// (RET, RFC 3461 §4.3); anything else returns the headers only.
+	Ret string
+	// FullLimit caps the message returned for RET=FULL; a larger one is
+	// returned as headers only. Zero means DefaultFullLimit.
+	FullLimit int64
 }
+
+// DefaultFullLimit is Postfix's bounce_size_limit: the most of the
+// original message a notification carries.
+const DefaultFullLimit = 50000
 
 // maxHeaderBytes bounds how much of the original header is returned.
 const maxHeaderBytes = 64 * 1024
 
-// Build writes the bounce message (LF line endings) given the original
-// content. The result is small: it never includes the original body.
+// Wants reports whether a recipient's NOTIFY value (as smtpd stores it:
+// "", "NEVER", or SUCCESS, FAILURE and DELAY joined by commas) asks for a
+// notification of kind "SUCCESS", "FAILURE" or "DELAY". Without NOTIFY,
+// failures and delays are reported and successes are not (RFC 3461 §4.1).
+func Wants(notify, kind string) bool {
+	if notify == "" {
+		return kind != "SUCCESS"
+	}
+	for _, k := range strings.Split(notify, ",") {
+		if strings.EqualFold(strings.TrimSpace(k), kind) {
+			return true
+		}
+	}
+	return false
+}
+
+// Build writes the report (LF line endings) given the original content,
+// which it reads up to the header's end, or for RET=FULL up to the limit.
 func Build(r Report, original io.Reader) []byte {
 	now := r.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
+	success := len(r.Failures) > 0
+	for _, f := range r.Failures {
+		if f.Action != ActionDelivered {
+			success = false
+		}
+	}
+	limit := r.FullLimit
+	if limit <= 0 {
+		limit = DefaultFullLimit
+	}
+	full := strings.EqualFold(r.Ret, "FULL")
+	var head []byte
+	if full {
+		// Read one octet past the limit to learn whether it fits.
+		head, _ = io.ReadAll(io.LimitReader(original, limit+1))
+		original = io.MultiReader(bytes.NewReader(head), original)
+	}
+	fits := full && int64(len(head)) <= limit
+
 	boundary := fmt.Sprintf("%s.%d/%s", r.QueueID, now.Unix(), r.Hostname)
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "From: MAILER-DAEMON@%s (Mail Delivery System)\n", r.Hostname)
-	fmt.Fprintf(&b, "To: <%s>\n", r.Sender)
-	b.WriteString("Subject: Undelivered Mail Returned to Sender\n")
+	fmt.Fprintf(&b, "To: <%s>\n", oneLine(r.Sender))
+	if success {
+		b.WriteString("Subject: Successful Mail Delivery Report\n")
+	} else {
+		b.WriteString("Subject: Undelivered Mail Returned to Sender\n")
+	}
 	fmt.Fprintf(&b, "Date: %s\n", now.Format(time.RFC1123Z))
 	fmt.Fprintf(&b, "Message-ID: <%s.%d@%s>\n", r.QueueID, now.UnixNano(), r.Hostname)
 	b.WriteString("Auto-Submitted: auto-replied\n")
@@ -57,14 +121,28 @@ func Build(r Report, original io.Reader) []byte {
 
 	fmt.Fprintf(&b, "--%s\nContent-Description: Notification\nContent-Type: text/plain; charset=utf-8\n\n", boundary)
 	fmt.Fprintf(&b, "This is the mail system at host %s.\n\n", r.Hostname)
-	b.WriteString("I'm sorry to have to inform you that your message could not\n")
-	b.WriteString("be delivered to one or more recipients. It's attached below.\n\n")
+	if success {
+		b.WriteString("Your message was successfully delivered to the destination(s)\n")
+		b.WriteString("listed below. If the message was delivered to mailbox you will\n")
+		b.WriteString("receive no further notifications.\n\n")
+	} else {
+		b.WriteString("I'm sorry to have to inform you that your message could not\n")
+		b.WriteString("be delivered to one or more recipients. It's attached below.\n\n")
+	}
 	for _, f := range r.Failures {
-		fmt.Fprintf(&b, "<%s>: %s\n", f.Recipient, oneLine(f.Reason))
+		fmt.Fprintf(&b, "<%s>: %s\n", oneLine(f.Recipient), oneLine(f.Reason))
 	}
 	b.WriteString("\n")
+	if full && !fits {
+		// The sender asked for more than a notification should carry.
+		fmt.Fprintf(&b, "The message is larger than %d bytes: only its headers are attached.\n\n", limit)
+	}
 
 	fmt.Fprintf(&b, "--%s\nContent-Description: Delivery report\nContent-Type: message/delivery-status\n\n", boundary)
+	// RFC 3464 §2.2: Original-Envelope-Id comes first.
+	if r.EnvID != "" {
+		fmt.Fprintf(&b, "Original-Envelope-Id: %s\n", oneLine(r.EnvID))
+	}
 	fmt.Fprintf(&b, "Reporting-MTA: dns; %s\n", r.Hostname)
 	fmt.Fprintf(&b, "X-Posthorn-Queue-ID: %s\n", r.QueueID)
 	if !r.Arrival.IsZero() {
@@ -76,31 +154,54 @@ func Build(r Report, original io.Reader) []byte {
 			fmt.Fprintf(&b, "Original-Recipient: %s\n", oneLine(f.Orig))
 		}
 		fmt.Fprintf(&b, "Final-Recipient: rfc822; %s\n", oneLine(f.Recipient))
-		b.WriteString("Action: failed\n")
-		dsn := f.DSN
-		if dsn == "" || dsn[0] != '5' {
-			// An expired temporary failure is reported as permanent.
-			dsn = "5" + strings.TrimLeft(dsn, "0123456789")
-			if dsn == "5" {
-				dsn = "5.0.0"
+		if f.Action == ActionDelivered {
+			b.WriteString("Action: delivered\n")
+			dsn := f.DSN
+			if dsn == "" || dsn[0] != '2' {
+				dsn = "2.0.0"
 			}
+			fmt.Fprintf(&b, "Status: %s\n", dsn)
+		} else {
+			b.WriteString("Action: failed\n")
+			dsn := f.DSN
+			if dsn == "" || dsn[0] != '5' {
+				// An expired temporary failure is reported as permanent.
+				dsn = "5" + strings.TrimLeft(dsn, "0123456789")
+				if dsn == "5" {
+					dsn = "5.0.0"
+				}
+			}
+			fmt.Fprintf(&b, "Status: %s\n", dsn)
 		}
-		fmt.Fprintf(&b, "Status: %s\n", dsn)
-		fmt.Fprintf(&b, "Diagnostic-Code: X-Posthorn; %s\n", oneLine(f.Reason))
+		if f.Reason != "" {
+			fmt.Fprintf(&b, "Diagnostic-Code: X-Posthorn; %s\n", oneLine(f.Reason))
+		}
 	}
 	b.WriteString("\n")
 
-	fmt.Fprintf(&b, "--%s\nContent-Description: Undelivered Message Headers\nContent-Type: text/rfc822-headers\n\n", boundary)
-	br := bufio.NewReader(io.LimitReader(original, maxHeaderBytes))
-	for {
-		line, err := br.ReadString('\n')
-		if line == "\n" || line == "" {
-			break
-		}
-		b.WriteString(line)
-		if err != nil {
+	what := "Undelivered"
+	if success {
+		what = "Delivered"
+	}
+	if fits {
+		fmt.Fprintf(&b, "--%s\nContent-Description: %s Message\nContent-Type: message/rfc822\n\n", boundary, what)
+		b.Write(head)
+		if len(head) > 0 && head[len(head)-1] != '\n' {
 			b.WriteString("\n")
-			break
+		}
+	} else {
+		fmt.Fprintf(&b, "--%s\nContent-Description: %s Message Headers\nContent-Type: text/rfc822-headers\n\n", boundary, what)
+		br := bufio.NewReader(io.LimitReader(original, maxHeaderBytes))
+		for {
+			line, err := br.ReadString('\n')
+			if line == "\n" || line == "" {
+				break
+			}
+			b.WriteString(line)
+			if err != nil {
+				b.WriteString("\n")
+				break
+			}
 		}
 	}
 	fmt.Fprintf(&b, "\n--%s--\n", boundary)

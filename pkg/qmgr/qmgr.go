@@ -394,10 +394,20 @@ func (m *Manager) finish(qf *spool.File) {
 		}
 		return
 	}
-	var failures []bounce.Failure
+	var failures, delivered []bounce.Failure
 	for _, rc := range qf.Rcpts {
-		if rc.Status == spool.StatusBounced {
+		switch {
+		case rc.Status == spool.StatusBounced:
 			failures = append(failures, bounce.Failure{Recipient: rc.Addr, Orig: rc.Params["ORCPT"], DSN: rc.DSN, Reason: rc.Reason})
+		case rc.Status == spool.StatusSent && transport(cfg, rc.Addr) == "local" && bounce.Wants(rc.Params["NOTIFY"], "SUCCESS"):
+			// RFC 3461 §4.1 NOTIFY=SUCCESS, final delivery here. Mail
+			// relayed elsewhere is the next hop's to confirm.
+			reason := rc.Reason
+			if reason == "" {
+				reason = "delivered"
+			}
+			delivered = append(delivered, bounce.Failure{Recipient: rc.Addr, Orig: rc.Params["ORCPT"],
+				DSN: "2.0.0", Reason: reason, Action: bounce.ActionDelivered})
 		}
 	}
 	if len(failures) > 0 {
@@ -410,6 +420,13 @@ func (m *Manager) finish(qf *spool.File) {
 			m.spool.Move(qf.ID, spool.Active, spool.Deferred)
 			m.spool.SetNextAttempt(spool.Deferred, qf.ID, time.Now().Add(cfg.Queue.MinimalBackoff.D()))
 			return
+		}
+	}
+	if len(delivered) > 0 && qf.Sender != "" {
+		// A success notice is a courtesy: failing to queue it must not keep
+		// (and so deliver again) a message that is done.
+		if err := m.queueBounce(qf, delivered); err != nil {
+			m.log.Warning("%s: cannot queue delivery status notification: %v", qf.ID, err)
 		}
 	}
 	if err := m.spool.Remove(spool.Active, qf.ID); err != nil {
@@ -425,11 +442,37 @@ func (m *Manager) finish(qf *spool.File) {
 	m.log.Info("%s: removed", qf.ID)
 }
 
-// queueBounce durably queues a non-delivery report to the sender.
+// queueBounce durably queues a delivery status notification to the
+// sender: a non-delivery report, or a success notice when every entry is
+// bounce.ActionDelivered. Recipients whose NOTIFY did not ask for this kind
+// of notice (RFC 3461 §4.1: NEVER, or a list without FAILURE) are left out,
+// and nothing is queued when none remains. ENVID and RET come back as the
+// sender gave them.
 func (m *Manager) queueBounce(qf *spool.File, failures []bounce.Failure) error {
 	cfg := m.config()
+	var report []bounce.Failure
+	success := true
+	for _, f := range failures {
+		kind := "SUCCESS"
+		if f.Action != bounce.ActionDelivered {
+			kind, success = "FAILURE", false
+		}
+		notify := ""
+		for _, rc := range qf.Rcpts {
+			if rc.Addr == f.Recipient {
+				notify = rc.Params["NOTIFY"]
+				break
+			}
+		}
+		if bounce.Wants(notify, kind) {
+			report = append(report, f)
+		}
+	}
+	if len(report) == 0 {
+		return nil
+	}
 	msg := bounce.Build(bounce.Report{Hostname: cfg.Hostname, QueueID: qf.ID, Sender: qf.Sender,
-		Arrival: qf.Arrival, Failures: failures}, qf.Content())
+		Arrival: qf.Arrival, Failures: report, EnvID: qf.Attrs["envid"], Ret: qf.Attrs["ret"]}, qf.Content())
 	env := &spool.Envelope{Sender: "", Attrs: map[string]string{"origin": "bounce", "orig_queue_id": qf.ID},
 		Rcpts: []spool.Recipient{{Addr: qf.Sender}}}
 	w, err := m.spool.Create(env)
@@ -443,7 +486,11 @@ func (m *Manager) queueBounce(qf *spool.File, failures []bounce.Failure) error {
 	if err := w.Commit(); err != nil {
 		return err
 	}
-	m.log.Info("%s: sender non-delivery notification: %s", qf.ID, w.ID())
+	if success {
+		m.log.Info("%s: sender delivery status notification: %s", qf.ID, w.ID())
+	} else {
+		m.log.Info("%s: sender non-delivery notification: %s", qf.ID, w.ID())
+	}
 	m.enqueue(w.ID(), spool.Incoming)
 	return nil
 }
