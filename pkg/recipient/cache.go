@@ -12,12 +12,14 @@ import (
 )
 
 // fileSig identifies one version of a file: a rename over it changes the
-// inode, an edit in place the size or mtime.
+// inode, an edit in place the size or mtime, a chown or chmod the ctime
+// (the owner of the aliases file decides whose rights run its commands).
 type fileSig struct {
 	exists   bool
 	dev, ino uint64
 	size     int64
 	mtime    time.Time
+	ctime    syscall.Timespec
 }
 
 func statSig(path string) (fileSig, error) {
@@ -30,7 +32,7 @@ func statSig(path string) (fileSig, error) {
 	}
 	s := fileSig{exists: true, size: fi.Size(), mtime: fi.ModTime()}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		s.dev, s.ino = uint64(st.Dev), st.Ino
+		s.dev, s.ino, s.ctime = uint64(st.Dev), st.Ino, st.Ctim
 	}
 	return s, nil
 }

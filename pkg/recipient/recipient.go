@@ -2,13 +2,19 @@
 // at RCPT time (Check), the local delivery agent before delivering
 // (Resolve).
 //
-// The rules are Postfix's local(8) and virtual(8) ones:
+// The rules are Postfix's local(8), virtual(5) and virtual(8) ones:
+//   - the virtual alias file (virtual_alias_maps) comes first in every
+//     domain of ours: a listed address is valid and goes to its targets;
 //   - local_domains (mydestination) hold system users and the aliases(5)
-//     file; an address without a domain is treated the same way;
+//     file; an address without a domain is treated the same way; a user's
+//     ~/.forward redirects the user's mail (Resolve only);
 //   - virtual.domains hold the users of the virtual users file, with
 //     mailboxes at virtual.mailbox;
+//   - an @domain catch-all in the virtual alias file takes what matches
+//     nothing else in its domain;
 //   - any other domain is not ours (ErrNotLocal);
-//   - alice+lists@d is tried as is, then as alice@d (recipient_delimiter);
+//   - alice+lists@d is tried as is, then as alice@d (recipient_delimiter,
+//     any one of its characters);
 //   - postmaster is always accepted (RFC 5321 §4.5.1).
 package recipient
 
@@ -22,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/posthorn/posthorn/pkg/aliases"
 	"github.com/posthorn/posthorn/pkg/config"
@@ -65,6 +72,10 @@ const (
 	Pipe
 	// File is a "/file" alias member; Path holds the file name.
 	File
+	// Forward is an address named in a ~/.forward file: the message is
+	// submitted again to it as a new message, as Postfix's local(8) does,
+	// so it gets its own delivery status and Delivered-To loop check.
+	Forward
 )
 
 func (k Kind) String() string {
@@ -79,6 +90,8 @@ func (k Kind) String() string {
 		return "pipe"
 	case File:
 		return "file"
+	case Forward:
+		return "forward"
 	}
 	return "Kind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -87,108 +100,245 @@ func (k Kind) String() string {
 type Target struct {
 	Kind Kind
 	// Address is the final address, for Delivered-To: the mailbox's own
-	// address without extension, the remote address, or for Pipe and File
-	// the alias that named them.
+	// address without extension, the remote or forwarded address, or for
+	// Pipe and File the alias or user whose alias, .forward or :include:
+	// named them.
 	Address string
-	// User is the owner of the mailbox: a system user name or a virtual
-	// user@domain; empty for Remote, Pipe and File.
+	// User is the owner of the mailbox (a system user name or a virtual
+	// user@domain), or for Pipe and File the user whose rights run them;
+	// empty for Remote and Forward.
 	User string
-	// UID and GID own the mailbox; -1 for Remote, Pipe and File, whose
-	// privileges the delivery agent decides (Postfix: the alias file's
-	// owner, or default_privs when that is root).
+	// UID and GID own the mailbox, or run the command and write the file
+	// (local(8) DELIVERY RIGHTS: the user of a .forward, the owner of the
+	// aliases or :include: file, default_privs instead of root); -1 for
+	// Remote and Forward.
 	UID, GID int
 	// Path is the Maildir root, the mbox file, the command or the file.
 	Path string
+	// Via says where a Pipe or File came from: config.FromAlias,
+	// FromForward or FromInclude.
+	Via string
+	// Home and Shell are those of User, for a command's environment.
+	Home, Shell string
+}
+
+// Failure is a permanent failure of one part of an expansion (an unknown
+// user in an alias, a command where none is allowed, an unusable
+// :include: file) while other parts may still be delivered. Resolve
+// returns its failures joined.
+type Failure struct {
+	DSN  string
+	Text string
+	err  error
+}
+
+func (f *Failure) Error() string { return f.Text }
+
+// Unwrap gives ErrUnknownUser for unknown users.
+func (f *Failure) Unwrap() error { return f.err }
+
+// Failures splits an error from Resolve into its permanent failures; ok is
+// false when err holds anything else (a temporary error).
+func Failures(err error) (fs []*Failure, ok bool) {
+	if err == nil {
+		return nil, true
+	}
+	if f, isF := err.(*Failure); isF {
+		return []*Failure{f}, true
+	}
+	if j, isJ := err.(interface{ Unwrap() []error }); isJ {
+		for _, e := range j.Unwrap() {
+			sub, subOK := Failures(e)
+			if !subOK {
+				return nil, false
+			}
+			fs = append(fs, sub...)
+		}
+		return fs, true
+	}
+	return nil, false
+}
+
+// aliasTable is the aliases file with its owner, whose rights run the
+// commands and write the files it names (root's: default_privs').
+type aliasTable struct {
+	m        *aliases.Map
+	uid, gid int // -1 when there is no file
+}
+
+func loadAliasTable(p string) (*aliasTable, error) {
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &aliasTable{m: &aliases.Map{}, uid: -1, gid: -1}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("aliases: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("aliases: %w", err)
+	}
+	m, err := aliases.Parse(f, p)
+	if err != nil {
+		return nil, err
+	}
+	t := &aliasTable{m: m, uid: -1, gid: -1}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		t.uid, t.gid = int(st.Uid), int(st.Gid)
+	}
+	return t, nil
 }
 
 // Resolver answers for one configuration. It is safe for concurrent use.
 type Resolver struct {
 	cfg     *config.Config
-	aliases cached[*aliases.Map]
+	aliases cached[*aliasTable]
 	users   cached[*userdb.DB]
+	virtual cached[*VirtualMap]
+	open    Opener
 
-	vmailMu  sync.Mutex
+	vmailMu  sync.Mutex // also guards privs
 	vmailSet bool
 	vmailUID int
 	vmailGID int
+	privsSet bool
+	privs    rights
 }
 
-// New returns a Resolver for cfg. The aliases and users files are read on
-// first use and again whenever they change.
+// New returns a Resolver for cfg. The aliases, users and virtual alias
+// files are read on first use and again whenever they change.
 func New(cfg *config.Config) *Resolver {
-	r := &Resolver{cfg: cfg}
-	r.aliases = cached[*aliases.Map]{path: cfg.AliasFile, what: "aliases file", empty: &aliases.Map{},
-		load: func(p string) (*aliases.Map, error) {
-			m, err := aliases.Load(p)
-			if errors.Is(err, fs.ErrNotExist) {
-				return &aliases.Map{}, nil
-			}
-			return m, err
-		}}
+	r := &Resolver{cfg: cfg, open: openHere}
+	r.aliases = cached[*aliasTable]{path: cfg.AliasFile, what: "aliases file",
+		empty: &aliasTable{m: &aliases.Map{}, uid: -1, gid: -1}, load: loadAliasTable}
 	r.users = cached[*userdb.DB]{path: cfg.Virtual.UsersFile, what: "users file", load: userdb.Load}
+	r.virtual = cached[*VirtualMap]{path: cfg.Virtual.AliasFile, what: "virtual alias file",
+		empty: &VirtualMap{}, load: LoadVirtual}
 	return r
+}
+
+// SetOpener sets how Resolve opens ~/.forward and :include: files with a
+// user's rights (see Opener); call it before the first Resolve. Without
+// it, only files of this process's own uid can be read.
+func (r *Resolver) SetOpener(o Opener) {
+	if o != nil {
+		r.open = o
+	}
 }
 
 // Check reports whether mail for local@domain is accepted: nil, or
 // ErrUnknownUser, ErrNotLocal, or a temporary lookup failure. It only
-// answers yes or no; the details are Resolve's.
+// answers yes or no; the details are Resolve's. A virtual alias or a
+// catch-all makes any address of its domain valid, whatever its targets
+// turn out to be at delivery (as Postfix's smtpd does).
 func (r *Resolver) Check(local, domain string) error {
 	local, domain = strings.ToLower(local), normDomain(domain)
+	isLocal := domain == "" || r.cfg.IsLocalDomain(domain)
+	if !isLocal && !r.cfg.IsVirtualDomain(domain) {
+		return ErrNotLocal
+	}
+	if r.base(local) == postmaster {
+		return nil // whatever the tables say (RFC 5321 §4.5.1)
+	}
+	va, err := r.virtual.get()
+	if err != nil {
+		return fmt.Errorf("recipient %s@%s: %w", local, domain, err)
+	}
+	if _, _, ok := r.virtualLookup(va, local, domain, isLocal); ok {
+		return nil
+	}
+	ok, err := r.exists(local, domain, isLocal)
+	if err != nil || ok {
+		return err
+	}
+	if _, ok := va.Lookup("@" + domain); ok && domain != "" {
+		return nil
+	}
+	return ErrUnknownUser
+}
+
+// exists reports whether local@domain, a local or virtual domain, has a
+// user, an alias or is postmaster.
+func (r *Resolver) exists(local, domain string, isLocal bool) (bool, error) {
 	base := r.base(local)
-	switch {
-	case domain == "" || r.cfg.IsLocalDomain(domain):
-		if base == postmaster {
-			return nil
-		}
+	if base == postmaster {
+		return true, nil
+	}
+	if isLocal {
 		al, err := r.aliases.get()
 		if err != nil {
-			return fmt.Errorf("recipient %s: %w", local, err)
+			return false, fmt.Errorf("recipient %s: %w", local, err)
 		}
 		for _, key := range candidates(local, base) {
-			if _, ok := al.Lookup(key); ok {
-				return nil
+			if _, ok := al.m.Lookup(key); ok {
+				return true, nil
 			}
 		}
 		_, err = lookupUser(base)
-		return err
-	case r.cfg.IsVirtualDomain(domain):
-		if base == postmaster {
-			return nil
+		if errors.Is(err, ErrUnknownUser) {
+			return false, nil
 		}
-		db, err := r.users.get()
-		if err != nil {
-			return fmt.Errorf("recipient %s@%s: %w", local, domain, err)
-		}
-		for _, key := range candidates(local, base) {
-			if _, ok := db.Lookup(key + "@" + domain); ok {
-				return nil
-			}
-		}
-		return ErrUnknownUser
+		return err == nil, err
 	}
-	return ErrNotLocal
+	db, err := r.users.get()
+	if err != nil {
+		return false, fmt.Errorf("recipient %s@%s: %w", local, domain, err)
+	}
+	for _, key := range candidates(local, base) {
+		if _, ok := db.Lookup(key + "@" + domain); ok {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
-// Resolve expands local@domain to its final targets, following aliases.
+// virtualLookup finds local@domain in the virtual alias file: as is, then
+// without its extension, then (in a local domain) as a bare user, as
+// Postfix's virtual(5) does; the @domain catch-all is not looked at here.
+func (r *Resolver) virtualLookup(va *VirtualMap, local, domain string, isLocal bool) (key string, targets []string, ok bool) {
+	if va.Len() == 0 {
+		return "", nil, false
+	}
+	base := r.base(local)
+	if domain != "" {
+		for _, k := range candidates(local, base) {
+			if t, ok := va.Lookup(k + "@" + domain); ok {
+				return k + "@" + domain, t, true
+			}
+		}
+	}
+	if isLocal {
+		for _, k := range candidates(local, base) {
+			if t, ok := va.Lookup(k); ok {
+				return k, t, true
+			}
+		}
+	}
+	return "", nil, false
+}
+
+// Resolve expands local@domain to its final targets, following virtual
+// aliases, aliases, :include: files and ~/.forward files.
 //
-// Targets come back deduplicated. When some members of an alias fail (an
-// unknown user in a list) the others are still returned, together with an
-// error that lists the failures and wraps ErrUnknownUser: deliver the
-// targets, bounce the rest, as Postfix does. With no targets at all err is
-// non-nil. Alias loops, too deep or too large expansions, unreadable tables
-// and unsupported members (:include:) fail the whole address.
+// Targets come back deduplicated. When some parts fail permanently (an
+// unknown user in a list, a forbidden command) the others are still
+// returned, together with the failures joined (see Failures; an unknown
+// user wraps ErrUnknownUser): deliver the targets, bounce the rest, as
+// Postfix does. With no targets at all err is non-nil. Alias loops, too
+// deep or too large expansions and unreadable tables fail the whole
+// address with an error that is not a Failure: defer it.
 func (r *Resolver) Resolve(local, domain string) ([]Target, error) {
 	domain = normDomain(domain)
 	e := &expansion{r: r, seen: map[Target]bool{}, done: map[string]bool{}}
 	var err error
+	isLocal := domain == "" || r.cfg.IsLocalDomain(domain)
 	switch {
-	case domain == "" || r.cfg.IsLocalDomain(domain):
+	case isLocal || r.cfg.IsVirtualDomain(domain):
 		if domain == "" {
 			domain = r.cfg.Hostname
 		}
-		err = e.local(strings.ToLower(local), domain, "")
-	case r.cfg.IsVirtualDomain(domain):
-		err = e.virtual(strings.ToLower(local), domain)
+		err = e.inDomain(strings.ToLower(local), domain, isLocal, true)
 	default:
 		return nil, ErrNotLocal
 	}
@@ -198,11 +348,23 @@ func (r *Resolver) Resolve(local, domain string) ([]Target, error) {
 	failed := errors.Join(e.failed...)
 	if len(e.out) == 0 {
 		if failed == nil {
-			failed = ErrUnknownUser // cannot happen: every path adds one or the other
+			// Cannot happen: every path adds one or the other.
+			failed = &Failure{DSN: "5.1.1", Text: local + "@" + domain + ": " + ErrUnknownUser.Error(), err: ErrUnknownUser}
 		}
 		return nil, failed
 	}
 	return e.out, failed
+}
+
+// Extension returns the address extension of local (alice+lists →
+// "lists"), "" when there is none.
+func (r *Resolver) Extension(local string) string {
+	local = strings.ToLower(local)
+	base := r.base(local)
+	if len(base) < len(local) {
+		return local[len(base)+1:]
+	}
+	return ""
 }
 
 const postmaster = "postmaster"
