@@ -11,10 +11,13 @@ import (
 	"fmt"
 
 	"github.com/posthorn/posthorn/pkg/auth"
+	"github.com/posthorn/posthorn/pkg/config"
 	"github.com/posthorn/posthorn/pkg/daemon"
 )
 
 func main() {
+	// daemon.Start takes -c from here, as it is defined and parsed.
+	flag.String("c", config.PathFromEnv(), "configuration `file`")
 	pamConfig := flag.Bool("pam-config", false, "print /etc/pam.d/"+auth.PAMService+" and exit")
 	flag.Parse()
 	if *pamConfig {
