@@ -103,6 +103,8 @@ func NewSystem(t testing.TB, tweak func(c *config.Config)) *System {
 	c.DaemonDir = binDir
 	c.AliasFile = filepath.Join(dir, "aliases")
 	c.SMTPD.Listen = []string{fmt.Sprintf("127.0.0.1:%d", port)}
+	// Tests that want submission set their own ports.
+	c.SMTPD.SubmissionListen, c.SMTPD.SubmissionsListen = []string{}, []string{}
 	c.SMTPD.Timeout = config.Duration(30 * time.Second)
 	c.Queue.RunDelay = config.Duration(2 * time.Second)
 	c.Queue.MinimalBackoff = config.Duration(2 * time.Second)

@@ -99,6 +99,22 @@ type SMTPD struct {
 	// RelayNetworks (mynetworks) may relay without authentication.
 	// Empty by default: only authenticated users relay.
 	RelayNetworks []string `toml:"relay_networks"`
+	// SubmissionListen are the addresses of message submission with
+	// STARTTLS (RFC 6409, port 587); SubmissionsListen those of submission
+	// with implicit TLS (RFC 8314, port 465). Both accept mail from
+	// authenticated users only.
+	SubmissionListen  []string `toml:"submission_listen"`
+	SubmissionsListen []string `toml:"submissions_listen"`
+	// AllowPlaintextAuthOnLoopback offers AUTH without TLS to clients on a
+	// loopback address (the development instance, DESIGN §5).
+	AllowPlaintextAuthOnLoopback bool `toml:"allow_plaintext_auth_on_loopback"`
+	// SenderLoginMap is Postfix's smtpd_sender_login_maps as a file of
+	// "address  login1, login2" lines: who may use which envelope sender.
+	// Empty: users send as their own address only.
+	SenderLoginMap string `toml:"sender_login_map"`
+	// ReceivedAuthUser names the SASL login in Received: (Postfix's
+	// smtpd_sasl_authenticated_header).
+	ReceivedAuthUser bool `toml:"received_auth_user"`
 }
 
 // Queue configures qmgr (Postfix's defaults).
@@ -333,6 +349,10 @@ func Defaults() *Config {
 			HeaderSizeLimit:  102400,
 			HopCountLimit:    50,
 			ProcessLimit:     100,
+
+			SubmissionListen:             []string{"0.0.0.0:587", "[::]:587"},
+			SubmissionsListen:            []string{"0.0.0.0:465", "[::]:465"},
+			AllowPlaintextAuthOnLoopback: true,
 		},
 		Queue: Queue{
 			RunDelay:         Duration(300 * time.Second),
@@ -447,7 +467,8 @@ func (c *Config) finish(base string) {
 		}
 	}
 	for _, p := range []*string{&c.SpoolDir, &c.StateDir, &c.DaemonDir, &c.AliasFile,
-		&c.Local.MailSpoolDir, &c.Virtual.UsersFile, &c.Virtual.AliasFile, &c.Virtual.Mailbox, &c.TLS.CertFile, &c.TLS.KeyFile, &c.SMTP.RelayhostPasswordFile} {
+		&c.Local.MailSpoolDir, &c.Virtual.UsersFile, &c.Virtual.AliasFile, &c.Virtual.Mailbox, &c.TLS.CertFile, &c.TLS.KeyFile, &c.SMTP.RelayhostPasswordFile,
+		&c.SMTPD.SenderLoginMap} {
 		abs(p)
 	}
 	for i := range c.Auth.PasswdFiles {

@@ -293,6 +293,8 @@ daemon_directory = %q
 %s
 [smtpd]
 listen = %s
+submission_listen = []
+submissions_listen = []
 [local]
 delivery_user = %q
 [tls]

@@ -53,15 +53,26 @@ func specs(cfg *config.Config) ([]spec, error) {
 		return []listenSpec{{name, "unix", filepath.Join(cfg.SpoolDir, spool.Private, name), 0}}
 	}
 	var out []spec
-	if len(cfg.SMTPD.Listen) > 0 {
-		var ls []listenSpec
-		for _, a := range cfg.SMTPD.Listen {
+	// One smtpd serves the MX service and both submission services; the
+	// listener's name tells it which service a socket is.
+	var ls []listenSpec
+	for _, svc := range []struct {
+		name, setting string
+		addrs         []string
+	}{
+		{"smtp", "smtpd.listen", cfg.SMTPD.Listen},
+		{"submission", "smtpd.submission_listen", cfg.SMTPD.SubmissionListen},
+		{"submissions", "smtpd.submissions_listen", cfg.SMTPD.SubmissionsListen},
+	} {
+		for _, a := range svc.addrs {
 			n, err := tcpNetwork(a)
 			if err != nil {
-				return nil, fmt.Errorf("smtpd.listen: %w", err)
+				return nil, fmt.Errorf("%s: %w", svc.setting, err)
 			}
-			ls = append(ls, listenSpec{"smtp", n, a, 0})
+			ls = append(ls, listenSpec{svc.name, n, a, 0})
 		}
+	}
+	if len(ls) > 0 {
 		out = append(out, spec{name: "smtpd", user: cfg.MailOwner, setting: "mail_owner", listen: ls})
 	}
 	out = append(out,

@@ -1,5 +1,7 @@
 // Package smtpd is the SMTP receiving daemon: it joins the protocol engine
-// (pkg/smtp/server) to the recipient tables and the spool. A message is
+// (pkg/smtp/server) to the recipient tables, the spool, the TLS certificate
+// and the auth daemon, and serves the MX service (port 25) and message
+// submission (ports 587 and 465) from one process. A message is
 // acknowledged only after its queue file is durable in incoming/ (DESIGN
 // §2.1); qmgr is then told about it, and finds it by scanning if the notice
 // is lost.
@@ -7,6 +9,7 @@ package smtpd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +19,7 @@ import (
 	"time"
 
 	"github.com/posthorn/posthorn/pkg/address"
+	"github.com/posthorn/posthorn/pkg/auth"
 	"github.com/posthorn/posthorn/pkg/config"
 	"github.com/posthorn/posthorn/pkg/daemon"
 	"github.com/posthorn/posthorn/pkg/maillog"
@@ -25,24 +29,52 @@ import (
 	"github.com/posthorn/posthorn/pkg/spool"
 )
 
-// Run serves SMTP on the daemon's "smtp" listeners until it is told to stop,
-// then lets sessions finish within the configured grace period.
+// listenerModes names the listeners master passes (pkg/master's service
+// table) and the service each one is.
+var listenerModes = []struct {
+	name string
+	mode server.Mode
+}{
+	{"smtp", server.ModeMX},
+	{"submission", server.ModeSubmission},
+	{"submissions", server.ModeSubmissions},
+}
+
+// Run serves SMTP on the daemon's "smtp", "submission" and "submissions"
+// listeners until it is told to stop, then lets sessions finish within the
+// configured grace period. SIGHUP re-reads the configuration and the TLS
+// certificate.
 func Run(d *daemon.D) error {
 	cfg := d.Config()
 	b := NewBackend(cfg, d.Log)
-	srv := server.New(ServerConfig(cfg, d.Log), b)
-	ls := d.Listeners["smtp"]
-	if len(ls) == 0 {
-		return errors.New("smtpd: no listening socket inherited from master")
+	certs := &certStore{}
+	if err := certs.load(cfg); err != nil {
+		d.Log.Warning("%v; STARTTLS and implicit TLS are off", err)
 	}
-	for _, l := range ls {
-		go srv.Serve(l)
+	a := NewAuthenticator(cfg)
+	srv := server.New(ServerConfig(cfg, d.Log, certs, a), b)
+	n := 0
+	for _, lm := range listenerModes {
+		for _, l := range d.Listeners[lm.name] {
+			go srv.ServeMode(l, lm.mode)
+			n++
+		}
+	}
+	if n == 0 {
+		return errors.New("smtpd: no listening socket inherited from master")
 	}
 	for {
 		select {
 		case cfg = <-d.Reload:
+			if err := certs.load(cfg); err != nil {
+				if certs.ok() {
+					d.Log.Warning("%v; keeping the certificate read before", err)
+				} else {
+					d.Log.Warning("%v; STARTTLS and implicit TLS are off", err)
+				}
+			}
 			b.SetConfig(cfg)
-			srv.SetConfig(ServerConfig(cfg, d.Log))
+			srv.SetConfig(ServerConfig(cfg, d.Log, certs, a))
 		case <-d.Ctx.Done():
 			ctx, cancel := context.WithTimeout(context.Background(), cfg.Master.StopGrace.D())
 			defer cancel()
@@ -52,21 +84,98 @@ func Run(d *daemon.D) error {
 }
 
 // ServerConfig maps the configuration onto the protocol engine's settings.
-func ServerConfig(cfg *config.Config, log *maillog.Logger) server.Config {
-	return server.Config{
-		Hostname:         cfg.Hostname,
-		Banner:           cfg.SMTPD.Banner,
-		MaxMessageSize:   cfg.MessageSizeLimit,
-		MaxRecipients:    cfg.SMTPD.RecipientLimit,
-		HardErrorLimit:   cfg.SMTPD.HardErrorLimit,
-		JunkCommandLimit: cfg.SMTPD.JunkCommandLimit,
-		LineLengthLimit:  cfg.SMTPD.LineLengthLimit,
-		HeaderSizeLimit:  cfg.SMTPD.HeaderSizeLimit,
-		HopCountLimit:    cfg.SMTPD.HopCountLimit,
-		ProcessLimit:     cfg.SMTPD.ProcessLimit,
-		Timeout:          cfg.SMTPD.Timeout.D(),
-		Log:              log,
+// certs nil or empty leaves TLS off; a nil Authenticator leaves AUTH off.
+func ServerConfig(cfg *config.Config, log *maillog.Logger, certs *certStore, a server.Authenticator) server.Config {
+	sc := server.Config{
+		Hostname:              cfg.Hostname,
+		Banner:                cfg.SMTPD.Banner,
+		MaxMessageSize:        cfg.MessageSizeLimit,
+		MaxRecipients:         cfg.SMTPD.RecipientLimit,
+		HardErrorLimit:        cfg.SMTPD.HardErrorLimit,
+		JunkCommandLimit:      cfg.SMTPD.JunkCommandLimit,
+		LineLengthLimit:       cfg.SMTPD.LineLengthLimit,
+		HeaderSizeLimit:       cfg.SMTPD.HeaderSizeLimit,
+		HopCountLimit:         cfg.SMTPD.HopCountLimit,
+		ProcessLimit:          cfg.SMTPD.ProcessLimit,
+		Timeout:               cfg.SMTPD.Timeout.D(),
+		Log:                   log,
+		Auth:                  a,
+		PlaintextAuthLoopback: cfg.SMTPD.AllowPlaintextAuthOnLoopback,
+		ReceivedAuthUser:      cfg.SMTPD.ReceivedAuthUser,
 	}
+	if certs.ok() {
+		// The engine adds its policy (TLS 1.2 and later, modern suites, no
+		// session tickets).
+		sc.TLS = &tls.Config{GetCertificate: certs.get}
+	}
+	return sc
+}
+
+// certStore holds the certificate and key of cfg.TLS. Every handshake
+// takes the pair from here, so a reload that replaces it applies to the
+// next handshake without touching sessions in progress.
+type certStore struct {
+	mu   sync.Mutex
+	cert *tls.Certificate
+}
+
+// load reads the pair; on failure the pair read before stays.
+func (c *certStore) load(cfg *config.Config) error {
+	pair, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	c.mu.Lock()
+	c.cert = &pair
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *certStore) ok() bool {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cert != nil
+}
+
+func (c *certStore) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cert, nil
+}
+
+// NewAuthenticator returns the engine's Authenticator backed by the auth
+// daemon at <spool>/private/auth.
+func NewAuthenticator(cfg *config.Config) server.Authenticator {
+	return &authClient{c: auth.NewClient(filepath.Join(cfg.SpoolDir, spool.Private, "auth"))}
+}
+
+type authClient struct{ c *auth.Client }
+
+// Authenticate asks the auth daemon, which applies the failure delays and
+// limits per client and per user.
+func (a *authClient) Authenticate(ctx context.Context, c *server.ConnInfo, mech, user, pass string) server.AuthResult {
+	res, err := a.c.Verify(ctx, auth.Request{
+		Service: auth.ServiceSMTP, User: user, Password: pass, RemoteIP: ipString(c.RemoteIP),
+		// The engine asks only under TLS or, when allowed, on loopback.
+		Secured: c.TLS != nil || c.RemoteIP != nil && c.RemoteIP.IsLoopback(),
+	})
+	switch {
+	case err != nil:
+		return server.AuthResult{Temp: true, Unavailable: true, Reason: err.Error()}
+	case res.OK:
+		return server.AuthResult{OK: true, User: res.User}
+	case res.Temp:
+		// A refusal for too many failures is still the client's doing;
+		// auth.SMTPFailure knows which temporary results are, and words
+		// the others as the service failing.
+		line := auth.SMTPFailure("", "", mech, "", res, nil)
+		return server.AuthResult{Temp: true, Reason: res.Reason,
+			Unavailable: strings.Contains(line, "Connection lost to authentication server")}
+	}
+	return server.AuthResult{Reason: res.Reason}
 }
 
 // Backend decides on recipients and writes accepted messages to the spool.
@@ -79,6 +188,7 @@ type Backend struct {
 	cfg      *config.Config
 	resolver *recipient.Resolver
 	relayNet []*net.IPNet
+	senders  *senderMapFile // nil without smtpd.sender_login_map
 
 	warnMu   sync.Mutex
 	lastWarn time.Time
@@ -113,6 +223,11 @@ func (b *Backend) SetConfig(cfg *config.Config) {
 	}
 	b.mu.Lock()
 	b.cfg, b.resolver, b.relayNet = cfg, recipient.New(cfg), nets
+	if p := cfg.SMTPD.SenderLoginMap; p == "" {
+		b.senders = nil
+	} else if b.senders == nil || b.senders.path != p {
+		b.senders = &senderMapFile{path: p}
+	}
 	b.mu.Unlock()
 }
 
@@ -122,15 +237,36 @@ func (b *Backend) current() (*config.Config, *recipient.Resolver, []*net.IPNet) 
 	return b.cfg, b.resolver, b.relayNet
 }
 
-// CheckSender accepts any syntactically valid sender; sender policy
-// (authenticated submission, SPF) comes with later features.
+// CheckSender accepts any syntactically valid sender from a client that did
+// not authenticate. An authenticated user may use only the senders it owns
+// (Postfix's reject_sender_login_mismatch with smtpd_sender_login_maps):
+// mail it submits is relayed anywhere, so it must not be able to pose as
+// another user.
 func (b *Backend) CheckSender(c *server.ConnInfo, from address.Mailbox) *server.Reply {
+	if c.AuthUser == "" {
+		return nil
+	}
+	b.mu.Lock()
+	cfg, senders := b.cfg, b.senders
+	b.mu.Unlock()
+	var m senderMap
+	if senders != nil {
+		var err error
+		if m, err = senders.get(b.log.Warning); err != nil {
+			return &server.Reply{Code: 451, Enhanced: "4.3.0",
+				Text: fmt.Sprintf("<%s>: Sender address rejected: Temporary lookup failure", from.String())}
+		}
+	}
+	if checkSenderOwner(cfg, m, c.AuthUser, from) != nil {
+		return &server.Reply{Code: 553, Enhanced: "5.7.1",
+			Text: fmt.Sprintf("<%s>: Sender address rejected: not owned by user %s", from.String(), c.AuthUser)}
+	}
 	return nil
 }
 
 // CheckRecipient answers RCPT: local and virtual users must exist (so a
 // forged sender never gets backscatter, RFC 5321 §6.1), other domains are
-// relayed only for trusted clients.
+// relayed only for authenticated users and clients in relay_networks.
 func (b *Backend) CheckRecipient(c *server.ConnInfo, env *server.Envelope, rcpt address.Mailbox) *server.Reply {
 	cfg, res, nets := b.current()
 	if rcpt.Domain == "" {
@@ -149,6 +285,9 @@ func (b *Backend) CheckRecipient(c *server.ConnInfo, env *server.Envelope, rcpt 
 		return &server.Reply{Code: 550, Enhanced: "5.1.1",
 			Text: fmt.Sprintf("<%s>: Recipient address rejected: User unknown in %s", rcpt.String(), table)}
 	case errors.Is(err, recipient.ErrNotLocal):
+		if c.AuthUser != "" {
+			return nil
+		}
 		for _, n := range nets {
 			if c.RemoteIP != nil && n.Contains(c.RemoteIP) {
 				return nil
@@ -172,9 +311,31 @@ func (b *Backend) Begin(env *server.Envelope) (server.Message, *server.Reply) {
 	if env.SMTPUTF8 {
 		se.Attrs["smtputf8"] = "yes"
 	}
+	// DSN (RFC 3461), decoded and checked by the engine; the queue file
+	// escapes every value anyway.
+	if env.Ret != "" {
+		se.Attrs["ret"] = env.Ret
+	}
+	if env.EnvID != "" {
+		se.Attrs["envid"] = env.EnvID
+	}
+	if c := env.Conn; c.AuthUser != "" {
+		se.Attrs["sasl_method"] = c.AuthMethod
+		se.Attrs["sasl_username"] = c.AuthUser
+	}
 	for _, r := range env.Rcpts {
 		// Bare <postmaster> stays bare: local resolves it through the aliases.
-		se.Rcpts = append(se.Rcpts, spool.Recipient{Addr: r.Addr.String()})
+		rc := spool.Recipient{Addr: r.Addr.String()}
+		if r.Notify != "" || r.ORCPT != "" {
+			rc.Params = map[string]string{}
+			if r.Notify != "" {
+				rc.Params["NOTIFY"] = r.Notify
+			}
+			if r.ORCPT != "" {
+				rc.Params["ORCPT"] = r.ORCPT
+			}
+		}
+		se.Rcpts = append(se.Rcpts, rc)
 	}
 	w, err := b.spool.Create(se)
 	if err != nil {

@@ -125,6 +125,7 @@ func startPosthorn(base, binDir string, users, sessions int) (*posthornSystem, e
 	c.DaemonDir = binDir
 	c.AliasFile = filepath.Join(dir, "aliases")
 	c.SMTPD.Listen = []string{s.addr}
+	c.SMTPD.SubmissionListen, c.SMTPD.SubmissionsListen = []string{}, []string{}
 	if sessions+10 > c.SMTPD.ProcessLimit {
 		c.SMTPD.ProcessLimit = sessions + 10
 	}
