@@ -41,9 +41,9 @@ func (c *Client) Verify(ctx context.Context, r Request) (Result, error) {
 	}
 	conn := ipc.New(nc.(*net.UnixConn))
 	defer conn.Close()
-	dl, _ := ctx.Deadline()
-	conn.SetDeadline(dl)
-	// Cancellation wakes the blocked read at once.
+	// The end of ctx, by deadline or cancellation, wakes a blocked read or
+	// write at once. It is the only deadline, so an error after it is
+	// always reported as ctx's.
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()
 	err = conn.Send(wireRequest{
@@ -51,6 +51,9 @@ func (c *Client) Verify(ctx context.Context, r Request) (Result, error) {
 		RemoteIP: r.RemoteIP, Secured: r.Secured,
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			err = context.Cause(ctx)
+		}
 		return Result{}, fmt.Errorf("auth: %w", err)
 	}
 	var rep wireReply

@@ -145,6 +145,9 @@ func TestSystemUserThroughPAM(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates system users and reads /etc/shadow")
 	}
+	if !pam.Available {
+		t.Skip("built without cgo, so without PAM")
+	}
 	const name, pw = "phauthtest", "Tr0ub4dor&3"
 	const sysName = "phauthsys"
 	mkuser := func(name string, extra ...string) {

@@ -110,6 +110,9 @@ import (
 	"unsafe"
 )
 
+// Available reports whether this build checks passwords through PAM.
+const Available = true
+
 // Check runs one PAM transaction for user and password: authentication,
 // then the account check. rhost is the client's address (PAM_RHOST, for
 // modules that log or restrict by host), tty the protocol (PAM_TTY, which

@@ -16,6 +16,9 @@ func setupSystemUser(t *testing.T, name, password string) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates a system user and reads /etc/shadow")
 	}
+	if !Available {
+		t.Skip("built without cgo, so without PAM")
+	}
 	if _, err := user.Lookup(name); err == nil {
 		exec.Command("userdel", name).Run()
 	}
@@ -86,5 +89,15 @@ func TestCheckSystemUser(t *testing.T) {
 	r, _ = Check(name, pw, "192.0.2.1", "imap")
 	if r.OK || r.Temp || r.Stage != AccountCheck {
 		t.Fatalf("expired account: %+v", r)
+	}
+}
+
+func TestUnavailableWithoutCgo(t *testing.T) {
+	if Available {
+		t.Skip("built with PAM")
+	}
+	r, err := Check("alice", "pw", "192.0.2.1", "imap")
+	if err != ErrUnavailable || r.OK || !r.Temp {
+		t.Fatalf("%+v %v", r, err)
 	}
 }
