@@ -200,10 +200,13 @@ type Mailbox interface {
 	// above since (new messages included, with Recent set for the first
 	// view to see them), and Expunged lists what went away. Poll(0) lists
 	// the whole mailbox. Info passed to fn is only valid during the call.
+	// With fn nil only the Changes are wanted (VANISHED (EARLIER)), and no
+	// message may be claimed as \Recent.
 	Poll(ctx context.Context, since uint64, fn func(*MessageInfo)) (Changes, error)
 
 	// Fetch calls fn in ascending UID order for each message of uids that
-	// still exists; UIDs that do not are skipped.
+	// still exists; UIDs that do not are skipped. uids holds only UIDs the
+	// session knows, but iterate messages, not ranges.
 	Fetch(ctx context.Context, uids UIDSet, fn func(*MessageInfo) error) error
 
 	// OpenMessage gives access to a message's content and structure;
@@ -213,11 +216,13 @@ type Mailbox interface {
 	// Store changes flags on the messages of uids that still exist and
 	// calls fn with the resulting state of each of them, changed or not.
 	// With unchangedSince > 0 (RFC 7162 §3.1.3) a message whose ModSeq is
-	// above it is left alone and returned in failed instead. Each message
+	// above it is left alone and returned in failed instead (the engine
+	// answers UNCHANGEDSINCE 0 itself: every message fails it). Each message
 	// that changes gets a new ModSeq above every earlier one.
 	Store(ctx context.Context, uids UIDSet, op StoreOp, flags []string, unchangedSince uint64, fn func(*MessageInfo)) (failed UIDSet, err error)
 
-	// Copy copies messages to another mailbox (ErrNonexistent → TRYCREATE).
+	// Copy copies messages to another mailbox (ErrNonexistent → TRYCREATE),
+	// in ascending source UID order, so Source and Dest both ascend.
 	Copy(ctx context.Context, uids UIDSet, dest string) (CopyResult, error)
 	// Move moves messages (RFC 6851); the expunges show up in Poll.
 	Move(ctx context.Context, uids UIDSet, dest string) (CopyResult, error)

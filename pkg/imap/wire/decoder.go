@@ -575,3 +575,14 @@ func (d *Decoder) seqSet() (setString string, err error) {
 		return c >= '0' && c <= '9' || c == ':' || c == ',' || c == '*' || c == '$'
 	}, "a sequence set")
 }
+
+// ReadLine reads one line that is not a command: an AUTHENTICATE response
+// or the DONE that ends IDLE. It has the same length limit as commands.
+func (d *Decoder) ReadLine() (string, error) {
+	var err error
+	d.line, err = d.in.readLine(d.line[:0], d.limits.MaxLine)
+	if err != nil {
+		return "", d.fatal(err)
+	}
+	return string(d.line), nil
+}

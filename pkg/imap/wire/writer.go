@@ -193,3 +193,13 @@ func (w *Writer) Copy(r io.Reader, n int64) error {
 	}
 	return w.err
 }
+
+// Write implements io.Writer for streamed content.
+func (w *Writer) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	n, err := w.buf().Write(p)
+	w.note(err)
+	return n, err
+}
