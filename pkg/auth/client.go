@@ -18,12 +18,13 @@ const ClientTimeout = 90 * time.Second
 // Client asks the auth daemon. It is safe for concurrent use; each Verify
 // uses its own connection, so a delayed failure holds up nobody else.
 type Client struct {
-	path string
+	path    string
+	timeout time.Duration // ClientTimeout; tests shorten it
 }
 
 // NewClient returns a client of the daemon listening at socketPath
 // (<spool>/private/auth).
-func NewClient(socketPath string) *Client { return &Client{path: socketPath} }
+func NewClient(socketPath string) *Client { return &Client{path: socketPath, timeout: ClientTimeout} }
 
 // Verify asks the daemon to check r. The error means no answer (the daemon
 // is down, the request was invalid, ctx ended): the caller answers with a
@@ -31,7 +32,7 @@ func NewClient(socketPath string) *Client { return &Client{path: socketPath} }
 func (c *Client) Verify(ctx context.Context, r Request) (Result, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, ClientTimeout)
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
 	var d net.Dialer

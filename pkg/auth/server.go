@@ -55,6 +55,9 @@ type Server struct {
 	// replace both.
 	system    func(user, password, rhost, tty string) (pam.Result, error)
 	lookupUID func(name string) (uid int, ok bool)
+	// idle is how long a connection may wait for its next request
+	// (idleTimeout; tests shorten it).
+	idle time.Duration
 	// pamCost is the running average duration of PAM checks of users
 	// that exist, in nanoseconds: a check of one that does not is held
 	// that long, since pam_unix answers those at once.
@@ -70,6 +73,7 @@ func NewServer(cfg *config.Config, log *maillog.Logger) *Server {
 		sem:       make(chan struct{}, max(2, runtime.GOMAXPROCS(0))),
 		system:    pam.Check,
 		lookupUID: lookupUID,
+		idle:      idleTimeout,
 	}
 	s.SetConfig(cfg)
 	return s
@@ -403,7 +407,7 @@ func (s *Server) serveConn(ctx context.Context, conn *ipc.Conn) {
 			return
 		}
 		busy = false
-		conn.SetDeadline(time.Now().Add(idleTimeout))
+		conn.SetDeadline(time.Now().Add(s.idle))
 		mu.Unlock()
 		var w wireRequest
 		files, err := conn.Receive(&w)
