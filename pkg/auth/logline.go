@@ -32,7 +32,7 @@ const (
 // with the text fail2ban ignores.
 func SMTPFailure(clientName, clientIP, mechanism, user string, res Result, err error) string {
 	text := smtpFailureText
-	if err != nil || res.Temp && !isLimitReason(res.Reason) {
+	if err != nil || res.Temp && !res.Limited() {
 		text = smtpUnavailableText
 	}
 	line := fmt.Sprintf("%s[%s]: SASL %s authentication failed: %s",
@@ -98,6 +98,11 @@ func logMethod(m string) string {
 	}
 	return m
 }
+
+// Limited reports whether a temporary result is a refusal by the failure
+// limits: the client's doing, counted by fail2ban, where any other
+// temporary result means the auth service could not check.
+func (r Result) Limited() bool { return r.Temp && isLimitReason(r.Reason) }
 
 // isLimitReason reports whether a temporary result came from the failure
 // limits, which count as failures for fail2ban, rather than from a

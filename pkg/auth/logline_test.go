@@ -122,6 +122,23 @@ func TestSMTPFailureLine(t *testing.T) {
 	}
 }
 
+func TestLimited(t *testing.T) {
+	for _, r := range []refusal{refusedClient, refusedUser, refusedInFlight} {
+		if !(Result{Temp: true, Reason: string(r)}).Limited() {
+			t.Errorf("%s: not Limited", r)
+		}
+	}
+	for _, res := range []Result{
+		{Temp: true, Reason: "pam: pam_authenticate() failed: Module is unknown"},
+		{Reason: string(refusedClient)}, // not temporary: cannot be a limit
+		{OK: true},
+	} {
+		if res.Limited() {
+			t.Errorf("%+v: Limited", res)
+		}
+	}
+}
+
 func TestLoginFailureLine(t *testing.T) {
 	got := LoginFailure(3, 12500*time.Millisecond, "alice@example.org", "plain", "192.0.2.1", "192.0.2.25", true)
 	want := "Disconnected (auth failed, 3 attempts in 12 secs): user=<alice@example.org>, method=PLAIN, rip=192.0.2.1, lip=192.0.2.25, TLS"
