@@ -126,6 +126,12 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if err := checkResponses(p); err != nil {
+				t.Errorf("%s: %v", g.Message, err)
+			}
+			if err := checkOffsets(p, int64(len(v.data))); err != nil {
+				t.Errorf("%s: %v", g.Message, err)
+			}
 			got := map[string]string{
 				"RFC822.SIZE":   strconv.FormatInt(p.Size(), 10),
 				"ENVELOPE":      p.Envelope(),

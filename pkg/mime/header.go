@@ -70,6 +70,26 @@ type headerState struct {
 	id    fieldID
 	value []byte
 	size  int
+
+	// The last Date, Subject, In-Reply-To and Message-ID, kept in
+	// reused buffers until the header ends: a header repeating one of
+	// them a million times costs no more memory than one.
+	last [4][]byte
+	seen [4]bool
+}
+
+var lastFields = [4]fieldID{fieldDate, fieldSubject, fieldInReplyTo, fieldMessageID}
+
+// done stores the kept envelope strings.
+func (h *headerState) done(e *Envelope) {
+	if e == nil {
+		return
+	}
+	for i, id := range lastFields {
+		if h.seen[i] {
+			e.set(id, h.last[i])
+		}
+	}
 }
 
 // trimEOL removes the line ending: LF and a CR before it.
@@ -173,6 +193,13 @@ func (h *headerState) flush(ps *parser, o *open) {
 			p.Language = parseLanguage(v)
 		}
 	default:
+		for i, f := range lastFields {
+			if f == id {
+				h.last[i] = append(h.last[i][:0], v...)
+				h.seen[i] = true
+				return
+			}
+		}
 		p.Env.set(id, v)
 	}
 }

@@ -138,8 +138,9 @@ type open struct {
 
 // boundary is the delimiter of a multipart being parsed.
 type boundary struct {
-	b     []byte
-	owner int // index in parser.open
+	b     []byte // at most MaxBoundaryLen octets
+	full  int    // length of the whole boundary
+	owner int    // index in parser.open
 }
 
 type parser struct {
@@ -233,7 +234,13 @@ func (ps *parser) boundaryLine() bool {
 	for len(ps.bnd) > best+1 {
 		ps.popBoundary()
 	}
-	ps.sc.skipLine()
+	n, tail := ps.sc.skipLine()
+	if b.full > len(b.b) {
+		// Only the first MaxBoundaryLen octets were compared; the
+		// close delimiter is the one as long as the whole boundary
+		// and two dashes.
+		closing = n == int64(2+b.full+2) && tail == [2]byte{'-', '-'}
+	}
 	if closing {
 		// The epilogue follows; this boundary is done.
 		ps.popBoundary()
@@ -277,7 +284,11 @@ func (ps *parser) closeTo(keep int, m mark, all bool) {
 		p := o.p
 		p.end = m
 		if p.end.off < p.bodyStart.off {
+			// An empty body; when the header was cut short by
+			// the boundary, it took the line ending before it,
+			// and the parts around it end after that too.
 			p.end = p.bodyStart
+			m = p.end
 		}
 		p.finish()
 		ps.open = ps.open[:len(ps.open)-1]
@@ -322,6 +333,8 @@ func (ps *parser) headerLine(o *open) {
 // When closing, the part ends here too, its body empty.
 func (ps *parser) endHeader(o *open, blank, closing bool) {
 	o.hdr.flush(ps, o)
+	o.hdr.done(o.p.Env)
+	o.hdr = headerState{}
 	o.header = false
 	p := o.p
 	p.blank = blank
@@ -354,10 +367,11 @@ func (ps *parser) endHeader(o *open, blank, closing bool) {
 			// (BODYSTRUCTURE shows an empty text/plain one).
 			return
 		}
+		full := len(b)
 		if len(b) > MaxBoundaryLen {
 			b = b[:MaxBoundaryLen]
 		}
-		ps.bnd = append(ps.bnd, boundary{[]byte(b), len(ps.open) - 1})
+		ps.bnd = append(ps.bnd, boundary{[]byte(b), full, len(ps.open) - 1})
 		if len(b) > ps.maxB {
 			ps.maxB = len(b)
 		}

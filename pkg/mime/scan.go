@@ -51,8 +51,9 @@ func (s *scanner) beforeTerm() mark {
 	return m
 }
 
+// eof reports the end of the input; a read error ends it too.
 func (s *scanner) eof() bool {
-	return s.r == s.w && s.base+int64(s.w) >= s.size
+	return s.r == s.w && (s.base+int64(s.w) >= s.size || s.err != nil)
 }
 
 // fill reads more input, keeping the unread octets; the window doubles
@@ -131,30 +132,39 @@ func (s *scanner) dashes() bool {
 	return s.w-s.r >= 2 && s.buf[s.r] == '-' && s.buf[s.r+1] == '-'
 }
 
-// skipLine consumes the current line.
-func (s *scanner) skipLine() {
-	prevCR := false
+// skipLine consumes the current line. It returns the line's length
+// without its ending and the last two octets before the ending.
+func (s *scanner) skipLine() (n int64, tail [2]byte) {
+	var last [3]byte // the last three octets before the LF
+	push := func(b []byte) {
+		for len(b) > 3 {
+			b = b[len(b)-3:]
+		}
+		for _, c := range b {
+			last = [3]byte{last[1], last[2], c}
+		}
+	}
 	for {
 		avail := s.buf[s.r:s.w]
 		if i := bytes.IndexByte(avail, '\n'); i >= 0 {
-			cr := i > 0 && avail[i-1] == '\r' || i == 0 && prevCR
+			push(avail[:i])
+			n += int64(i)
 			s.r += i + 1
 			s.lf++
-			if cr {
+			if n > 0 && last[2] == '\r' {
 				s.lastTerm = 2
-			} else {
-				s.bare++
-				s.lastTerm = 1
+				return n - 1, [2]byte{last[0], last[1]}
 			}
-			return
+			s.bare++
+			s.lastTerm = 1
+			return n, [2]byte{last[1], last[2]}
 		}
-		if len(avail) > 0 {
-			prevCR = avail[len(avail)-1] == '\r'
-		}
+		push(avail)
+		n += int64(len(avail))
 		s.r = s.w
 		if !s.fill() {
 			s.lastTerm = 0
-			return
+			return n, [2]byte{last[1], last[2]}
 		}
 	}
 }
