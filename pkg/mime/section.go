@@ -429,7 +429,7 @@ func SplitHeader(b []byte) Header {
 			if i := bytes.IndexByte(line[:n], ':'); i >= 0 {
 				name = string(bytes.TrimRight(line[:i], " \t"))
 			}
-			h.Fields = append(h.Fields, Field{Name: name, Raw: line[:len(line):len(line)+len(b)-end]})
+			h.Fields = append(h.Fields, Field{Name: name, Raw: line[: len(line) : len(line)+len(b)-end]})
 		}
 		b = b[end:]
 	}

@@ -183,7 +183,6 @@ func TestGoldenSections(t *testing.T) {
 	}
 }
 
-
 func TestCRLFReader(t *testing.T) {
 	for _, c := range []struct{ in, out string }{
 		{"", ""},
