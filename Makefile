@@ -7,8 +7,9 @@ TOOLS    = posthorn sendmail mailq newaliases
 # Debian packages needed to build: auth checks system users' passwords
 # through PAM, a C library, so it alone is built with cgo.
 BUILD_DEBS = gcc libc6-dev libpam0g-dev
-# Packages the tests drive as real clients and peers.
-TEST_DEBS = swaks python3 mandoc
+# Packages the tests drive as real clients and peers. postfix brings
+# smtp-sink(1), the remote SMTP server of the outbound client's tests.
+TEST_DEBS = swaks python3 mandoc postfix
 
 .PHONY: all build build-deps run test test-deps bench install clean fuzz
 
@@ -32,8 +33,8 @@ define install_debs
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			echo "installing$$missing"; \
-			(apt-get install -y --no-install-recommends $$missing >/dev/null 2>&1 || \
-			 (apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends $$missing >/dev/null)) || \
+			(DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing >/dev/null 2>&1 || \
+			 (apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing >/dev/null)) || \
 			 { echo "cannot install$$missing"; exit 1; }; \
 		else \
 			echo "these Debian packages are needed:$$missing"; \
@@ -45,8 +46,11 @@ endef
 build-deps:
 	$(call install_debs,$(BUILD_DEBS))
 
+# Installing postfix may start it (on port 25, where an init system runs
+# services): the tests need only its smtp-sink, so it is stopped again.
 test-deps:
 	$(call install_debs,$(BUILD_DEBS) $(TEST_DEBS))
+	@postfix stop 2>/dev/null || true
 
 # Unit tests, fuzz seed corpora, and the end-to-end tests in tests/ that
 # start the real binaries and talk to them with real clients.

@@ -82,6 +82,8 @@ func specs(cfg *config.Config) ([]spec, error) {
 		spec{name: "pickup", user: cfg.MailOwner, setting: "mail_owner",
 			listen: []listenSpec{{"pickup", "unix", filepath.Join(cfg.SpoolDir, spool.Public, "pickup"), 0666}}},
 		spec{name: "local", user: cfg.Local.DeliveryUser, setting: "local.delivery_user", listen: private("local")},
+		// smtp parses what remote servers send: it runs as the mail owner.
+		spec{name: "smtp", user: cfg.MailOwner, setting: "mail_owner", listen: private("smtp")},
 		// auth keeps master's user, root in production: pam_unix reads
 		// /etc/shadow itself only as root (otherwise its helper checks
 		// the calling user's own password and nobody else's). Its socket

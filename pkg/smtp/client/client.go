@@ -487,7 +487,8 @@ func (c *Conn) authenticate() error {
 	if err != nil {
 		return err
 	}
-	if r.Code != 235 {
+	// 235 is success (RFC 4954 §6); any 2xx is taken as one, as Postfix does.
+	if !r.Positive() || r.Code >= 300 {
 		if r.Code == 334 {
 			// Still asking: cancel (RFC 4954 §4) rather than guess.
 			c.cmd(t, "*")

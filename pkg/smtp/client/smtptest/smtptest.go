@@ -222,6 +222,13 @@ type Sink struct {
 // smtp-sink insists.
 func StartSink(t testing.TB, opts ...string) *Sink {
 	t.Helper()
+	return StartSinkAt(t, "", opts...)
+}
+
+// StartSinkAt is StartSink on a given address ("127.0.0.2:2525"); empty
+// picks a free port on 127.0.0.1.
+func StartSinkAt(t testing.TB, at string, opts ...string) *Sink {
+	t.Helper()
 	bin, err := exec.LookPath("smtp-sink")
 	if err != nil {
 		for _, p := range []string{"/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"} {
@@ -251,7 +258,10 @@ func StartSink(t testing.TB, opts ...string) *Sink {
 	args = append(args, "-d", filepath.Join(dir, "%M."))
 	args = append(args, opts...)
 	for try := 0; try < 5; try++ {
-		addr := ClosedPort(t)
+		addr := at
+		if addr == "" {
+			addr = ClosedPort(t)
+		}
 		cmd := exec.Command(bin, append(args, addr, "100")...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		var stderr bytes.Buffer
