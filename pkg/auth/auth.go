@@ -91,6 +91,9 @@ type Request struct {
 	// Secured: the connection is TLS or loopback. Passwords are never
 	// checked otherwise (HOSTILE 10, Dovecot's auth_allow_cleartext = no).
 	Secured bool
+	// IssueToken asks for a one-time token on success, which the login
+	// process hands to the mail process's dispatcher (pkg/login).
+	IssueToken bool
 }
 
 // Result is the daemon's answer.
@@ -105,6 +108,8 @@ type Result struct {
 	Temp bool
 	// Reason is for logs only and never shown to the client.
 	Reason string
+	// Token is the one-time token asked for with IssueToken.
+	Token string
 }
 
 // Services a Request may name.

@@ -49,7 +49,7 @@ func (c *Client) Verify(ctx context.Context, r Request) (Result, error) {
 	defer stop()
 	err = conn.Send(wireRequest{
 		Service: r.Service, User: []byte(r.User), Password: []byte(r.Password),
-		RemoteIP: r.RemoteIP, Secured: r.Secured,
+		RemoteIP: r.RemoteIP, Secured: r.Secured, IssueToken: r.IssueToken,
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -71,5 +71,5 @@ func (c *Client) Verify(ctx context.Context, r Request) (Result, error) {
 	if rep.Error != "" {
 		return Result{}, fmt.Errorf("auth: daemon refused the request: %w", errors.New(rep.Error))
 	}
-	return Result{OK: rep.OK, User: rep.User, Temp: rep.Temp, Reason: rep.Reason}, nil
+	return Result{OK: rep.OK, User: rep.User, Temp: rep.Temp, Reason: rep.Reason, Token: rep.Token}, nil
 }

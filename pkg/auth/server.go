@@ -62,6 +62,8 @@ type Server struct {
 	// that exist, in nanoseconds: a check of one that does not is held
 	// that long, since pam_unix answers those at once.
 	pamCost atomic.Int64
+	// tokens hands authenticated sessions to the mail processes.
+	tokens tokenTable
 }
 
 // NewServer returns a server for cfg that logs to log.
@@ -324,11 +326,16 @@ func lookupUID(name string) (int, bool) {
 // exactly what the client sent: JSON strings would turn invalid UTF-8
 // into U+FFFD before validation could see it.
 type wireRequest struct {
-	Service  string `json:"service"`
-	User     []byte `json:"user"`
-	Password []byte `json:"password"`
-	RemoteIP string `json:"remote_ip"`
-	Secured  bool   `json:"secured"`
+	// Op is "" to verify credentials, "redeem" to trade a token for its
+	// user (only for root's dispatchers, see token.go).
+	Op         string `json:"op,omitempty"`
+	Token      string `json:"token,omitempty"`
+	IssueToken bool   `json:"issue_token,omitempty"`
+	Service    string `json:"service"`
+	User       []byte `json:"user"`
+	Password   []byte `json:"password"`
+	RemoteIP   string `json:"remote_ip"`
+	Secured    bool   `json:"secured"`
 }
 
 type wireReply struct {
@@ -336,6 +343,7 @@ type wireReply struct {
 	User   string `json:"user,omitempty"`
 	Temp   bool   `json:"temp,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	Token  string `json:"token,omitempty"`
 	// Error: the request was refused as invalid (ErrBadRequest).
 	Error string `json:"error,omitempty"`
 }
@@ -421,13 +429,20 @@ func (s *Server) serveConn(ctx context.Context, conn *ipc.Conn) {
 		busy = true
 		conn.SetDeadline(time.Time{})
 		mu.Unlock()
-		res, err := s.Verify(ctx, Request{
-			Service: w.Service, User: string(w.User), Password: string(w.Password),
-			RemoteIP: w.RemoteIP, Secured: w.Secured,
-		})
-		rep := wireReply{OK: res.OK, User: res.User, Temp: res.Temp, Reason: res.Reason}
-		if err != nil {
-			rep = wireReply{Error: err.Error()}
+		var rep wireReply
+		if w.Op == "redeem" {
+			rep = s.redeem(conn, w.Token, w.Service)
+		} else {
+			res, err := s.Verify(ctx, Request{
+				Service: w.Service, User: string(w.User), Password: string(w.Password),
+				RemoteIP: w.RemoteIP, Secured: w.Secured,
+			})
+			rep = wireReply{OK: res.OK, User: res.User, Temp: res.Temp, Reason: res.Reason}
+			if err != nil {
+				rep = wireReply{Error: err.Error()}
+			} else if res.OK && w.IssueToken {
+				rep.Token = s.tokens.issue(res.User, w.Service)
+			}
 		}
 		conn.SetDeadline(time.Now().Add(replyTimeout))
 		if conn.Send(rep) != nil {

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // MaxFrame bounds a frame so a confused or hostile peer cannot make us
@@ -186,4 +188,24 @@ func (c *Conn) takeFiles(oob []byte) error {
 		return errors.New("ipc: too many descriptors with one frame")
 	}
 	return nil
+}
+
+// PeerUID is the uid of the process at the other end, from the kernel
+// (SO_PEERCRED), never from anything it sent.
+func (c *Conn) PeerUID() (int, error) {
+	raw, err := c.c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return -1, err
+	}
+	if cerr != nil {
+		return -1, cerr
+	}
+	return int(cred.Uid), nil
 }

@@ -84,13 +84,13 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) {
 }
 
 func (s *Server) serveConn(uc *net.UnixConn) {
-	defer uc.Close()
-	uid, err := peerUID(uc)
+	c := ipc.New(uc)
+	defer c.Close()
+	uid, err := c.PeerUID()
 	if err != nil {
 		s.log.Warning("pickup connection without credentials: %v", err)
 		return
 	}
-	c := ipc.New(uc)
 	c.SetDeadline(time.Now().Add(5 * time.Minute))
 	var req Request
 	files, err := c.Receive(&req)
@@ -112,25 +112,6 @@ func (s *Server) serveConn(uc *net.UnixConn) {
 		return
 	}
 	c.Send(Reply{QueueID: id})
-}
-
-// peerUID is the connecting process's uid, from the kernel (SO_PEERCRED).
-func peerUID(uc *net.UnixConn) (int, error) {
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var cred *unix.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return 0, err
-	}
-	if cerr != nil {
-		return 0, cerr
-	}
-	return int(cred.Uid), nil
 }
 
 // queue validates a submission and writes it to the spool. temp reports
