@@ -179,12 +179,19 @@ func (u *User) Unsubscribe(ctx context.Context, name string) error {
 // top level; a store must refuse them itself (HOSTILE 42).
 var maildirReserved = []string{"cur", "new", "tmp"}
 
-// Create implements imap.User.
-func (u *User) Create(ctx context.Context, name string, use []string) error {
+func reserved(name string) bool {
 	for _, r := range maildirReserved {
 		if strings.EqualFold(strings.SplitN(name, ".", 2)[0], r) {
-			return imap.ErrInvalidName
+			return true
 		}
+	}
+	return false
+}
+
+// Create implements imap.User.
+func (u *User) Create(ctx context.Context, name string, use []string) error {
+	if reserved(name) {
+		return imap.ErrInvalidName
 	}
 	for _, f := range use {
 		ok := false
@@ -233,6 +240,9 @@ func (u *User) Delete(ctx context.Context, name string) error {
 
 // Rename implements imap.User.
 func (u *User) Rename(ctx context.Context, oldName, newName string) error {
+	if reserved(newName) {
+		return imap.ErrInvalidName
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	b := u.lookup(oldName)

@@ -85,6 +85,9 @@ func (v *selected) resolve(set imap.SeqSet, uid bool) (imap.UIDSet, error) {
 		return v.uidsIn(set.Resolve(max)), nil
 	}
 	n := uint32(len(v.uids))
+	if n == 0 && set.HasStar() {
+		return nil, nil // "1:*" in an empty mailbox names nothing
+	}
 	if set.MaxNumber() > n {
 		return nil, errBadSet
 	}
