@@ -549,10 +549,10 @@ func (l *login) goodbye(s string) {
 	l.out.Flush()
 }
 
-// flushIfIdle sends the pending answers unless more pipelined commands
-// are already waiting (RFC 2449 §6.6 lets the server batch them).
+// flushIfIdle sends the pending answers unless another pipelined command
+// is already waiting (RFC 2449 §6.6 lets the server batch them).
 func (l *login) flushIfIdle() error {
-	if l.in.buffered() > 0 {
+	if l.in.hasLine() {
 		return nil
 	}
 	return l.out.Flush()

@@ -157,7 +157,7 @@ func (s *session) run(store *mailbox.Store) (string, error) {
 	}
 	s.reply("+OK Logged in.")
 	for {
-		if s.in.buffered() == 0 {
+		if !s.in.hasLine() {
 			if err := s.out.Flush(); err != nil {
 				return "", err
 			}

@@ -79,8 +79,17 @@ func (r *lineReader) line(max int) ([]byte, error) {
 }
 
 // buffered is the number of octets read from the connection and not yet
-// returned as lines: pipelined commands (RFC 2449 §6.6).
+// returned as lines.
 func (r *lineReader) buffered() int { return r.br.Buffered() }
+
+// hasLine reports whether a whole line is already buffered: a pipelined
+// command (RFC 2449 §6.6) that can be answered before the pending answers
+// are sent. A partial line does not count; its end may never come before
+// the client sees those answers.
+func (r *lineReader) hasLine() bool {
+	b, _ := r.br.Peek(r.br.Buffered())
+	return bytes.IndexByte(b, '\n') >= 0
+}
 
 // take returns and removes everything buffered.
 func (r *lineReader) take() []byte {
