@@ -415,4 +415,3 @@ func (s *server) dial(t testing.TB) *client {
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
 func plainIR(authz, user, pass string) string { return b64(authz + "\x00" + user + "\x00" + pass) }
-
