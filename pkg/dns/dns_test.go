@@ -573,3 +573,55 @@ func TestResolvConf(t *testing.T) {
 		}
 	}
 }
+
+func TestCacheTTLCaps(t *testing.T) {
+	srv := dnstest.New(t)
+	srv.Add(t, "day.test. 86400 IN MX 10 mx.day.test.")
+	r := newResolver(t, srv)
+	now := time.Now()
+	r.cache.now = func() time.Time { return now }
+	lookup := func(name string) {
+		r.LookupMX(ctx(t), name)
+	}
+	// A day's TTL is kept an hour at most.
+	lookup("day.test")
+	now = now.Add(maxPositiveTTL - time.Second)
+	lookup("day.test")
+	if n := srv.Queries("day.test.", "MX", ""); n != 1 {
+		t.Fatalf("%d queries within the hour", n)
+	}
+	now = now.Add(time.Second)
+	lookup("day.test")
+	if n := srv.Queries("day.test.", "MX", ""); n != 2 {
+		t.Fatalf("%d queries after the hour", n)
+	}
+	// A negative answer is kept for the SOA's negative TTL (30 s in
+	// dnstest's SOA), and never beyond five minutes.
+	lookup("none.test")
+	now = now.Add(29 * time.Second)
+	lookup("none.test")
+	now = now.Add(time.Second)
+	lookup("none.test")
+	if n := srv.Queries("none.test.", "MX", ""); n != 2 {
+		t.Fatalf("%d queries for the negative answer", n)
+	}
+	if d := answerTTL(&mdns.Msg{Ns: []mdns.RR{&mdns.SOA{Hdr: mdns.RR_Header{Ttl: 86400}, Minttl: 86400}}}); d != maxNegativeTTL {
+		t.Fatalf("negative TTL %v", d)
+	}
+}
+
+// HOSTILE-INPUTS 57: TC=1, then an answer near the 64 KB limit of TCP.
+func TestLargeTCPAnswer(t *testing.T) {
+	srv := dnstest.New(t)
+	// 3900 compressed A records: 62 KB.
+	for i := 0; i < 3900; i++ {
+		srv.Add(t, fmt.Sprintf("huge.test. 300 IN A 10.%d.%d.1", i/250, i%250))
+	}
+	ips, err := newResolver(t, srv).LookupIP(ctx(t), "huge.test")
+	if err != nil || len(ips) != MaxRecords {
+		t.Fatalf("%d addresses, %v", len(ips), err)
+	}
+	if srv.Queries("huge.test.", "A", "tcp") != 1 {
+		t.Fatal("no TCP query")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -720,5 +721,105 @@ func TestConfigSettings(t *testing.T) {
 		cfg.SMTP.Port != 25 || cfg.SMTP.TLS != "may" || cfg.SMTP.AddressPreference != "any" ||
 		cfg.SMTP.ConnectTimeout.D() != 30*time.Second || cfg.SMTP.DestinationConcurrencyLimit != 20 {
 		t.Fatalf("defaults: %+v", cfg.SMTP)
+	}
+}
+
+func TestMXHostLimit(t *testing.T) {
+	srv := newServer(t, "127.0.0.1:0")
+	h := newHarness(t, srv.Port, nil)
+	// Fifteen MX hosts without addresses before one that has an address:
+	// only MXHostLimit (10) are looked up, so the mail waits.
+	for i := 0; i < 15; i++ {
+		h.zone(fmt.Sprintf("wide.test. 300 IN MX %d mx%02d.wide.test.", i, i), fmt.Sprintf("mx%02d.wide.test. 300 IN TXT \"no address\"", i))
+	}
+	h.zone("wide.test. 300 IN MX 99 last.wide.test.", "last.wide.test. 300 IN A 127.0.0.1")
+	h.expect(h.send("a@wide.test", "x\n"), agent.Bounced, "5.4.4", "no MX host for wide.test has a valid address record")
+	for i := 0; i < 15; i++ {
+		n := h.dns.Queries(fmt.Sprintf("mx%02d.wide.test.", i), "A", "")
+		if (i < 10) != (n == 1) {
+			t.Fatalf("mx%02d looked up %d times", i, n)
+		}
+	}
+	if srv.Connections() != 0 || h.dns.Queries("last.wide.test.", "A", "") != 0 {
+		t.Fatal("looked beyond the limit")
+	}
+	// Lookups also stop once there are twice the address limit.
+	for i := 0; i < 6; i++ {
+		h.zone(fmt.Sprintf("two.test. 300 IN MX %d m%d.two.test.", i, i), fmt.Sprintf("m%d.two.test. 300 IN A 127.0.0.1", i),
+			fmt.Sprintf("m%d.two.test. 300 IN A 127.0.0.%d", i, i+2))
+	}
+	h.expect(h.send("a@two.test", "x\n"), agent.Sent, "2.0.0", "")
+	if h.dns.Queries("m4.two.test.", "A", "") != 1 || h.dns.Queries("m5.two.test.", "A", "") != 0 {
+		t.Fatal("did not stop at 10 addresses")
+	}
+}
+
+func TestCacheLimits(t *testing.T) {
+	a := newServer(t, "127.0.0.1:0")
+	h := newHarness(t, a.Port, func(c *config.Config, o *Options) { o.CacheLimit = 1; o.CacheTime = time.Minute })
+	h.zone("one.test. 300 IN A 127.0.0.1", "two.test. 300 IN A 127.0.0.1")
+	h.expect(h.send("a@one.test", "x\n"), agent.Sent, "2.0.0", "")
+	h.expect(h.send("a@two.test", "x\n"), agent.Sent, "2.0.0", "")
+	// Only one session is kept: the other got QUIT at once.
+	if n := h.agent.cache.idleCount(); n != 1 {
+		t.Fatalf("%d sessions cached, limit 1", n)
+	}
+	waitFor(t, "QUIT", func() bool { return a.count("QUIT") == 1 })
+
+	// A session older than the reuse time is not used again.
+	b := newServer(t, "127.0.0.1:0")
+	h = newHarness(t, b.Port, func(c *config.Config, o *Options) { o.ReuseTime = time.Nanosecond })
+	h.zone("one.test. 300 IN A 127.0.0.1")
+	h.expect(h.send("a@one.test", "x\n"), agent.Sent, "2.0.0", "")
+	h.expect(h.send("b@one.test", "x\n"), agent.Sent, "2.0.0", "")
+	if b.Connections() != 2 || b.count("RSET") != 0 {
+		t.Fatalf("%d connections, %d RSET", b.Connections(), b.count("RSET"))
+	}
+}
+
+func TestDNSTimeout(t *testing.T) {
+	h := newHarness(t, 25, func(c *config.Config, o *Options) { o.DNSTimeout = 300 * time.Millisecond })
+	h.dns.Handle("silent.test.", func(w mdns.ResponseWriter, req *mdns.Msg) {})
+	start := time.Now()
+	h.expect(h.send("a@silent.test", "x\n"), agent.Deferred, "4.4.3", "name=silent.test type=MX")
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("took %v with a DNS time limit of 300ms", d)
+	}
+}
+
+// A listener whose accept queue is full drops new connections' SYNs: the
+// connection attempt hangs until connect_timeout.
+func fullListener(t *testing.T) int {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := syscall.Getsockname(fd)
+	port := sa.(*syscall.SockaddrInet4).Port
+	// Fill the queue (a backlog of 0 holds one connection).
+	for i := 0; i < 2; i++ {
+		c, err := net.DialTimeout("tcp", at("127.0.0.1", port), 200*time.Millisecond)
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+	}
+	return port
+}
+
+func TestConnectTimeout(t *testing.T) {
+	port := fullListener(t)
+	h := newHarness(t, port, func(c *config.Config, o *Options) { c.SMTP.ConnectTimeout = config.Duration(300 * time.Millisecond) })
+	h.zone("full.test. 300 IN A 127.0.0.1")
+	start := time.Now()
+	h.expect(h.send("a@full.test", "x\n"), agent.Deferred, "4.4.1", fmt.Sprintf("connect to full.test[127.0.0.1]:%d: Connection timed out", port))
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("took %v", d)
 	}
 }

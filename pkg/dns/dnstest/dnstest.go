@@ -143,6 +143,7 @@ func (s *Server) answer(req *mdns.Msg) *mdns.Msg {
 	m.SetReply(req)
 	m.Authoritative = true
 	m.RecursionAvailable = true
+	m.Compress = true
 	name := strings.ToLower(q.Name)
 	seen := map[string]bool{}
 	for !seen[name] {

@@ -488,7 +488,7 @@ func (c *Conn) authenticate() error {
 		return err
 	}
 	// 235 is success (RFC 4954 §6); any 2xx is taken as one, as Postfix does.
-	if !r.Positive() || r.Code >= 300 {
+	if !r.Positive() {
 		if r.Code == 334 {
 			// Still asking: cancel (RFC 4954 §4) rather than guess.
 			c.cmd(t, "*")

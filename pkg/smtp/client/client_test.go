@@ -671,3 +671,33 @@ func TestCommandInjectionRefused(t *testing.T) {
 	}
 	conn.Quit()
 }
+
+func TestDataTransferTimeout(t *testing.T) {
+	stop := make(chan struct{})
+	srv := smtptest.New(t, "127.0.0.1:0", func(c *smtptest.Conn) {
+		c.Greet("PIPELINING")
+		c.Expect("MAIL")
+		c.Expect("RCPT")
+		c.Expect("DATA")
+		c.Send("250 ok", "250 ok", "354 go")
+		// Stops reading: the client's writes stall once the socket
+		// buffers are full.
+		c.Conn.(*net.TCPConn).SetReadBuffer(4096)
+		<-stop
+	})
+	defer close(stop)
+	cfg := testConfig()
+	cfg.Timeouts.DataXfer = 300 * time.Millisecond
+	conn := mustDial(t, srv.Addr, cfg)
+	start := time.Now()
+	big := strings.Repeat(strings.Repeat("x", 76)+"\n", 400000) // 30 MB
+	_, err := conn.Send(bg(t), &Envelope{From: "s@x", To: []string{"a@y"}}, strings.NewReader(big))
+	e := clientErr(t, err)
+	if e.Cmd != "message body" || !IsTimeout(err) || e.Stage() != "sending message body" {
+		t.Fatalf("%v", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("took %v", d)
+	}
+	conn.Close()
+}

@@ -56,7 +56,9 @@ func (r *Reply) String() string {
 }
 
 // Positive, Temporary and Permanent classify the code (RFC 5321 §4.2.1).
-func (r *Reply) Positive() bool  { return r.Code >= 200 && r.Code < 400 }
+// Positive is a completion (2yz): the intermediate 3yz replies are
+// checked for by code where one is expected (354, 334).
+func (r *Reply) Positive() bool  { return r.Code >= 200 && r.Code < 300 }
 func (r *Reply) Temporary() bool { return r.Code >= 400 && r.Code < 500 }
 func (r *Reply) Permanent() bool { return r.Code >= 500 }
 
