@@ -269,12 +269,17 @@ func (u *User) Rename(ctx context.Context, oldName, newName string) error {
 		b.notify()
 		return nil
 	}
+	old := b.name
+	var moving []*box
 	for n, c := range u.boxes {
-		if n == b.name || strings.HasPrefix(n, b.name+".") {
-			delete(u.boxes, n)
-			c.name = newName + n[len(b.name):]
-			u.boxes[c.name] = c
+		if n == old || strings.HasPrefix(n, old+".") {
+			moving = append(moving, c)
 		}
+	}
+	for _, c := range moving {
+		delete(u.boxes, c.name)
+		c.name = newName + c.name[len(old):]
+		u.boxes[c.name] = c
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ type view struct {
 	u        *User
 	b        *box
 	readOnly bool
+	kwSeen   int // keywords reported so far (the list only grows)
 
 	nmu    sync.Mutex
 	notify func()
@@ -66,6 +67,7 @@ func (v *view) Close() error {
 func (v *view) Info() imap.SelectInfo {
 	v.u.mu.Lock()
 	defer v.u.mu.Unlock()
+	v.kwSeen = len(v.b.keywords)
 	return imap.SelectInfo{
 		UIDValidity: v.b.uidValidity,
 		Keywords:    append([]string(nil), v.b.keywords...),
@@ -83,10 +85,11 @@ func (v *view) Poll(ctx context.Context, since uint64, fn func(*imap.MessageInfo
 	defer v.u.mu.Unlock()
 	b := v.b
 	if fn != nil {
+		// EXAMINE sees \Recent but claims nothing (RFC 3501 §6.3.2).
 		claimed := b.recentUpTo
 		for _, m := range b.msgs {
 			if m.modSeq > since {
-				fn(v.info(m, !v.readOnly && m.uid > claimed))
+				fn(v.info(m, m.uid > claimed))
 			}
 		}
 		if !v.readOnly && b.uidNext-1 > b.recentUpTo {
@@ -94,6 +97,10 @@ func (v *view) Poll(ctx context.Context, since uint64, fn func(*imap.MessageInfo
 		}
 	}
 	ch := imap.Changes{UIDNext: b.uidNext, HighestModSeq: b.modSeq}
+	if fn != nil && v.kwSeen != len(b.keywords) {
+		v.kwSeen = len(b.keywords)
+		ch.Keywords = append([]string(nil), b.keywords...)
+	}
 	for _, e := range b.expunged {
 		if e.modSeq > since {
 			ch.Expunged = ch.Expunged.Add(e.uid)

@@ -166,6 +166,11 @@ func (s *session) next() error {
 		timeout = s.cfg.PreAuthTimeout
 	}
 	s.conn.SetReadDeadline(time.Now().Add(timeout))
+	if s.closed.Load() {
+		// Shutdown came while a command ran; its deadline was overwritten.
+		s.bye("Server shutting down.")
+		return errShutdown
+	}
 	if err := s.in.Wait(); err != nil {
 		return s.readFailed(err)
 	}
