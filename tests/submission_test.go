@@ -426,3 +426,34 @@ func TestSubmissionCertificateReload(t *testing.T) {
 	}
 	s.WaitFor("the new certificate", 10*time.Second, func() bool { return fingerprint() != before })
 }
+
+// HOSTILE 22-27 on the MX port, without AUTH: no form of address gets
+// mail relayed, and none reaches anything but the recipient check.
+func TestRelayTricksWithoutAuth(t *testing.T) {
+	s, _, _ := submissionSystem(t, nil)
+	out, err := s.Python(`
+import os, smtplib
+s = smtplib.SMTP(os.environ["SMTP_HOST"], int(os.environ["SMTP_PORT"]))
+s.ehlo("x")
+s.mail("a@example.org")
+for r in ["victim%elsewhere.example@example.test", "@example.test:victim@elsewhere.example",
+          "elsewhere.example!victim@example.test", "victim@elsewhere.example@example.test",
+          '"victim@elsewhere.example"@example.test', '"a..b"@example.test', '""@example.test',
+          "a" * 65 + "@example.test", "postmaster@[192.0.2.1]", "a@[IPv6:::1]", "a@[999.1.1.1]",
+          "a@[tag:x]", "${run{/bin/sh}}@example.test", "-oQ/tmp@example.test", "victim@elsewhere.example"]:
+    code, resp = s.docmd("RCPT TO:<%s>" % r)
+    print(code, r)
+s.quit()
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.HasPrefix(l, "5") {
+			t.Errorf("accepted without AUTH: %s", l)
+		}
+	}
+	if !strings.HasSuffix(strings.TrimSpace(out), "554 victim@elsewhere.example") {
+		t.Errorf("replies:\n%s", out)
+	}
+}

@@ -351,3 +351,40 @@ func TestReceivedProto(t *testing.T) {
 		}
 	}
 }
+
+// HOSTILE 35: a handshake that never comes, or stalls half-way, ends after
+// the timeout; the sessions it held count against the process limit
+// meanwhile, so they cannot pile up.
+func TestTLSHandshakeTimeout(t *testing.T) {
+	cfg := testConfig()
+	cfg.TLS = testTLS(t)
+	cfg.Timeout = 300 * time.Millisecond
+	cfg.ProcessLimit = 2
+	ts := startServerMode(t, cfg, newBackend(), ModeSubmissions)
+
+	silent := ts.dial()
+	half := ts.dial()
+	// A ClientHello's first bytes, then nothing.
+	half.send("\x16\x03\x01\x00\xc8\x01\x00")
+	waitFor(t, "two sessions", func() bool {
+		ts.srv.mu.Lock()
+		defer ts.srv.mu.Unlock()
+		return len(ts.srv.sessions) == 2
+	})
+	third := ts.dial()
+	third.expect("421 4.3.2 mx.example.test Service currently unavailable")
+	start := time.Now()
+	silent.expectClosed()
+	half.expectClosed()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("stalled handshakes lasted %v", d)
+	}
+	ts.waitLog("SSL_accept error from unknown[127.0.0.1]: ")
+
+	// The same after STARTTLS.
+	cfg.ProcessLimit = 0
+	ts = startServer(t, cfg, newBackend())
+	c := ts.session()
+	c.cmd("STARTTLS", "220 2.0.0")
+	c.expectClosed()
+}
