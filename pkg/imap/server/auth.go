@@ -221,8 +221,12 @@ func (s *session) cmdEnable(c *wire.Command) {
 		default:
 			continue
 		}
-		if s.ext&bit != bit {
-			s.ext |= bit
+		s.ext |= bit
+		dup := false
+		for _, e := range enabled {
+			dup = dup || e == cap
+		}
+		if !dup {
 			enabled = append(enabled, cap)
 		}
 	}
