@@ -701,3 +701,27 @@ func TestDataTransferTimeout(t *testing.T) {
 	}
 	conn.Close()
 }
+
+func Test421MidTransaction(t *testing.T) {
+	srv := smtptest.New(t, "127.0.0.1:0", func(c *smtptest.Conn) {
+		c.Greet("PIPELINING")
+		c.Expect("MAIL")
+		c.Expect("RCPT")
+		c.Expect("RCPT")
+		c.Expect("RCPT")
+		c.Expect("DATA")
+		c.Send("250 ok", "550 5.1.1 unknown", "250 ok", "421 4.3.2 shutting down")
+	})
+	conn := mustDial(t, srv.Addr, testConfig())
+	res, err := conn.Send(bg(t), &Envelope{From: "s@x", To: []string{"a@y", "b@y", "c@y"}}, strings.NewReader("x"))
+	if err != nil || !conn.Broken() {
+		t.Fatalf("%v broken %v", err, conn.Broken())
+	}
+	// The refused recipient keeps its 550; the accepted one and the one
+	// cut off get the 421.
+	for i, want := range []string{"550", "421", "421"} {
+		if res[i].Cmd != "RCPT TO" || strings.Fields(res[i].Reply.String())[0] != want {
+			t.Errorf("recipient %d: %s %s", i, res[i].Cmd, res[i].Reply)
+		}
+	}
+}

@@ -105,9 +105,18 @@ func (c *Conn) Send(ctx context.Context, env *Envelope, content io.Reader) ([]Rc
 	c.cmd(t.Mail, mail)
 
 	res := make([]RcptResult, len(env.To))
+	// closing ends the transaction when the server said 421 (RFC 5321
+	// §3.8) and closes: every recipient not refused already gets that
+	// reply, and nothing more is read.
+	closing := func(r *Reply, cmd string) []RcptResult {
+		for i := range res {
+			if res[i].Reply == nil || res[i].Reply.Positive() {
+				res[i] = RcptResult{Reply: r, Cmd: cmd}
+			}
+		}
+		return res
+	}
 	_, pipelining := c.ext["PIPELINING"]
-	var mailRep, dataRep *Reply
-	var err error
 	if pipelining {
 		// RFC 2920 §3.1: MAIL, RCPT and DATA go in one group; DATA is the
 		// last command of it.
@@ -115,62 +124,54 @@ func (c *Conn) Send(ctx context.Context, env *Envelope, content io.Reader) ([]Rc
 			c.cmd(t.Rcpt, r)
 		}
 		c.cmd(t.DataInit, "DATA")
-		if err := c.flush("MAIL FROM"); err != nil {
-			return nil, err
-		}
-		if mailRep, err = c.read("MAIL FROM", t.Mail); err != nil {
-			return nil, err
-		}
-		for i := range rcpts {
-			r, err := c.read("RCPT TO", t.Rcpt)
-			if err != nil {
-				return nil, err
-			}
-			res[i] = RcptResult{Reply: r, Cmd: "RCPT TO"}
-		}
-		if dataRep, err = c.read("DATA", t.DataInit); err != nil {
-			return nil, err
-		}
-	} else {
-		if err := c.flush("MAIL FROM"); err != nil {
-			return nil, err
-		}
-		if mailRep, err = c.read("MAIL FROM", t.Mail); err != nil {
-			return nil, err
-		}
-		if mailRep.Positive() {
-			for i, r := range rcpts {
-				c.cmd(t.Rcpt, r)
-				if err := c.flush("RCPT TO"); err != nil {
-					return nil, err
-				}
-				rep, err := c.read("RCPT TO", t.Rcpt)
-				if err != nil {
-					return nil, err
-				}
-				res[i] = RcptResult{Reply: rep, Cmd: "RCPT TO"}
-			}
+	}
+	if err := c.flush("MAIL FROM"); err != nil {
+		return nil, err
+	}
+	mailRep, err := c.read("MAIL FROM", t.Mail)
+	if err != nil {
+		return nil, err
+	}
+	if !mailRep.Positive() {
+		closing(mailRep, "MAIL FROM")
+		if c.broken || !pipelining {
+			return res, nil
 		}
 	}
 	var accepted []int
-	for i := range res {
-		if !mailRep.Positive() {
-			res[i] = RcptResult{Reply: mailRep, Cmd: "MAIL FROM"}
-		} else if res[i].Reply.Positive() {
-			accepted = append(accepted, i)
+	for i, r := range rcpts {
+		if !pipelining {
+			c.cmd(t.Rcpt, r)
+			if err := c.flush("RCPT TO"); err != nil {
+				return nil, err
+			}
+		}
+		rep, err := c.read("RCPT TO", t.Rcpt)
+		if err != nil {
+			return nil, err
+		}
+		if c.broken {
+			return closing(rep, "RCPT TO"), nil
+		}
+		if mailRep.Positive() {
+			res[i] = RcptResult{Reply: rep, Cmd: "RCPT TO"}
+			if rep.Positive() {
+				accepted = append(accepted, i)
+			}
 		}
 	}
-	if !pipelining && len(accepted) > 0 && !c.broken {
+	if !pipelining && len(accepted) == 0 {
+		return res, nil
+	}
+	if !pipelining {
 		c.cmd(t.DataInit, "DATA")
 		if err := c.flush("DATA"); err != nil {
 			return nil, err
 		}
-		if dataRep, err = c.read("DATA", t.DataInit); err != nil {
-			return nil, err
-		}
 	}
-	if dataRep == nil {
-		return res, nil
+	dataRep, err := c.read("DATA", t.DataInit)
+	if err != nil {
+		return nil, err
 	}
 	if dataRep.Code != 354 {
 		for _, i := range accepted {
