@@ -1,0 +1,128 @@
+package server
+
+import (
+	"bytes"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/posthorn/posthorn/pkg/imap/memstore"
+)
+
+// idleFleet is n sessions logged in, with INBOX selected, in IDLE.
+type idleFleet struct {
+	srv     *Server
+	user    *memstore.User
+	clients []net.Conn
+	buf     []byte
+}
+
+// readUntil reads from c into the shared buffer until want shows up; the
+// clients hold no buffers of their own, so the measurement is the
+// server's (plus the pipes).
+func (f *idleFleet) readUntil(tb testing.TB, c net.Conn, want string) {
+	tb.Helper()
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got := 0
+	for !bytes.Contains(f.buf[:got], []byte(want)) {
+		if got == len(f.buf) {
+			tb.Fatalf("no %q in %q", want, f.buf[:got])
+		}
+		n, err := c.Read(f.buf[got:])
+		if err != nil {
+			tb.Fatalf("read: %v after %q", err, f.buf[:got])
+		}
+		got += n
+	}
+}
+
+func heapAndStack() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC() // a second cycle empties the sync.Pool victim caches
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc + m.StackInuse
+}
+
+// openIdleFleet opens n sessions over net.Pipe and returns the memory
+// they take, heap and goroutine stacks, per session.
+func openIdleFleet(tb testing.TB, n int) (*idleFleet, float64) {
+	be := memstore.New()
+	u := be.AddUser("alice", "secret")
+	for i := 0; i < 10; i++ {
+		u.Deliver("INBOX", []byte(simpleMsg))
+	}
+	srv := New(Config{Backend: be, AllowCleartext: true, AuthFailureDelay: -1, Log: quietLog()})
+	f := &idleFleet{srv: srv, user: u, buf: make([]byte, 64*1024)}
+	before := heapAndStack()
+	for i := 0; i < n; i++ {
+		cli, sv := net.Pipe()
+		go srv.ServeConn(sv)
+		f.readUntil(tb, cli, "ready.\r\n")
+		cli.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		cli.Write([]byte("a LOGIN alice secret\r\nb SELECT INBOX\r\nc IDLE\r\n"))
+		f.readUntil(tb, cli, "+ idling\r\n")
+		f.clients = append(f.clients, cli)
+	}
+	after := heapAndStack()
+	return f, float64(after-before) / float64(n)
+}
+
+func (f *idleFleet) close(tb testing.TB) {
+	for _, c := range f.clients {
+		c.Close()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for f.srv.Sessions() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := f.srv.Sessions(); n > 0 {
+		tb.Fatalf("%d sessions left", n)
+	}
+}
+
+// deliverToAll delivers one message and waits until every IDLE session
+// has reported it, returning how long that took.
+func (f *idleFleet) deliverToAll(tb testing.TB, exists string) time.Duration {
+	start := time.Now()
+	f.user.Deliver("INBOX", []byte(simpleMsg))
+	for _, c := range f.clients {
+		f.readUntil(tb, c, exists)
+	}
+	return time.Since(start)
+}
+
+// The budget: 10,000 IDLE sessions under 20 KB each. The test
+// runs 2,000 to stay quick; BenchmarkIdleSessions runs 10,000.
+func TestIdleSessionMemory(t *testing.T) {
+	n := 2000
+	if testing.Short() {
+		n = 200
+	}
+	f, per := openIdleFleet(t, n)
+	defer f.close(t)
+	t.Logf("%d IDLE sessions: %.0f bytes of heap and stack per session", n, per)
+	if per > 20*1024 {
+		t.Fatalf("%.0f bytes per idle session, budget 20 KiB", per)
+	}
+	d := f.deliverToAll(t, "* 11 EXISTS\r\n")
+	t.Logf("a delivery reached all %d sessions in %v", n, d)
+	if d > time.Second {
+		t.Fatalf("delivery took %v to reach every IDLE session", d)
+	}
+}
+
+// BenchmarkIdleSessions opens 10,000 sessions in IDLE and reports their
+// memory (heap and goroutine stacks) per session, and how long one
+// delivery takes to be announced in all of them.
+func BenchmarkIdleSessions(b *testing.B) {
+	const n = 10000
+	for i := 0; i < b.N; i++ {
+		f, per := openIdleFleet(b, n)
+		b.ReportMetric(per, "B/session")
+		d := f.deliverToAll(b, "* 11 EXISTS\r\n")
+		b.ReportMetric(float64(d.Milliseconds()), "ms-to-notify-all")
+		f.close(b)
+	}
+}
