@@ -16,8 +16,8 @@
 // (RFC 1939 §4).
 //
 // Mail comes from package mailbox, the Dovecot-compatible Maildir store:
-// UIDLs are Dovecot's (a stored P field, or "%08X%08X" of UID and
-// UIDVALIDITY), so clients that used Dovecot's POP3 do not fetch
+// UIDLs are Dovecot's (a stored P field, or its default "%08Xu%08Xv": UID
+// and UIDVALIDITY as eight lower-case hex digits each), so clients that used Dovecot's POP3 do not fetch
 // everything again; message sizes are RFC822.SIZE; the message order a
 // migration preserved (O fields) is kept.
 //

@@ -227,7 +227,8 @@ func (s *session) open(store *mailbox.Store) error {
 // uidl is the message's unique-id listing: what mailbox.POP3UIDL gives
 // (a stored Dovecot P field, or Dovecot's default "%08Xu%08Xv"), unless a
 // stored value breaks RFC 1939 §7's rule (1 to 70 octets in 0x21-0x7E),
-// which a client could not parse; then the default.
+// which a client could not parse; then the default. Dovecot's X modifier
+// prints lower-case hexadecimal, hence %08x here.
 func uidl(mb *mailbox.Mailbox, uid, uv uint32) string {
 	u := mb.POP3UIDL(uid)
 	ok := len(u) > 0 && len(u) <= 70
@@ -235,7 +236,7 @@ func uidl(mb *mailbox.Mailbox, uid, uv uint32) string {
 		ok = u[i] >= 0x21 && u[i] <= 0x7e
 	}
 	if !ok {
-		return fmt.Sprintf("%08X%08X", uid, uv)
+		return fmt.Sprintf("%08x%08x", uid, uv)
 	}
 	return u
 }
