@@ -157,10 +157,6 @@ func (a *Agent) deliver(ctx context.Context, req agent.Request, qf *os.File) res
 	if bad != nil {
 		return fail(*bad)
 	}
-	msg, err := prepare(req, qf, sender, rcpt)
-	if err != nil {
-		return fail(agent.Tempfail("4.3.0", "cannot read queue file: %v", err))
-	}
 	release, err := a.lim.acquire(ctx, dest.key, cfg.SMTP.DestinationConcurrencyLimit)
 	if err != nil {
 		return fail(agent.Tempfail("4.3.0", "delivery agent stopping"))
@@ -168,6 +164,10 @@ func (a *Agent) deliver(ctx context.Context, req agent.Request, qf *os.File) res
 	defer release()
 	if e, ok := a.dead.get(dest.key); ok {
 		return fail(agent.Tempfail(e.dsn, "delivery temporarily suspended: %s", e.text))
+	}
+	msg, err := prepare(req, qf, sender, rcpt)
+	if err != nil {
+		return fail(agent.Tempfail("4.3.0", "cannot read queue file: %v", err))
 	}
 
 	// A session left open by an earlier delivery to the same destination.
