@@ -26,6 +26,13 @@ type Request struct {
 	Active    time.Time `json:"active"` // when qmgr took the message (for delays=a/b/c/d)
 	Offset    int64     `json:"offset"` // content within the attached queue file
 	Size      int64     `json:"size"`
+	// The original transaction's parameters: BODY= (RFC 6152), SMTPUTF8
+	// (RFC 6531) and DSN (RFC 3461), for agents that pass them on.
+	Body     string `json:"body,omitempty"`
+	SMTPUTF8 bool   `json:"smtputf8,omitempty"`
+	Notify   string `json:"notify,omitempty"`
+	EnvID    string `json:"envid,omitempty"`
+	Ret      string `json:"ret,omitempty"`
 }
 
 // Results an agent can give.

@@ -310,7 +310,9 @@ func (m *Manager) handle(ctx context.Context, j job) {
 			continue
 		}
 		req := agent.Request{QueueID: j.id, Sender: qf.Sender, Recipient: rc.Addr, Orig: rc.Params["ORCPT"],
-			Arrival: qf.Arrival, Active: activeAt, Offset: qf.ContentOffset, Size: qf.ContentSize}
+			Arrival: qf.Arrival, Active: activeAt, Offset: qf.ContentOffset, Size: qf.ContentSize,
+			Body: qf.Attrs["body"], SMTPUTF8: qf.Attrs["smtputf8"] == "yes", Notify: rc.Params["NOTIFY"],
+			EnvID: qf.Attrs["envid"], Ret: qf.Attrs["ret"]}
 		rep, err := m.agents[transport(cfg, rc.Addr)].Deliver(ctx, req, qf.OSFile())
 		if err != nil {
 			// Nothing was learned about this recipient; the others still get

@@ -232,10 +232,10 @@ type message struct {
 // prepare reads the content once to learn its size on the wire and
 // whether it is 8-bit, and builds the envelope.
 //
-// The request carries no BODY= or SMTPUTF8 flag of the original
-// transaction, so both are derived: 8-bit octets anywhere in the content
-// mean 8BITMIME; a UTF-8 address needs SMTPUTF8, and UTF-8 in the header
-// asks for it (sent when offered, not required).
+// 8-bit octets anywhere in the content mean 8BITMIME (whatever BODY= the
+// sender declared: many send 8-bit without it); a UTF-8 address needs
+// SMTPUTF8, and UTF-8 in the header or SMTPUTF8 in the original
+// transaction asks for it (sent when offered, not required).
 func prepare(req agent.Request, qf *os.File, sender, rcpt address.Mailbox) (*message, error) {
 	content := func() io.Reader { return io.NewSectionReader(qf, req.Offset, req.Size) }
 	br := bufio.NewReaderSize(content(), 64<<10)
@@ -282,7 +282,7 @@ func prepare(req agent.Request, qf *os.File, sender, rcpt address.Mailbox) (*mes
 			From: from, To: []string{to},
 			Size:            req.Size + lines,
 			EightBit:        eightBit,
-			SMTPUTF8:        headerUTF8,
+			SMTPUTF8:        headerUTF8 || req.SMTPUTF8,
 			RequireSMTPUTF8: !isASCII(from) || !isASCII(to),
 		},
 		content: content,
