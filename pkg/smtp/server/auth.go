@@ -2,22 +2,9 @@ package server
 
 import (
 	"context"
-	"errors"
 	"strings"
-)
 
-// The challenges of LOGIN, base64 of "Username:" and "Password:", which is
-// what clients of the (never standardised) mechanism expect.
-const (
-	loginUserChallenge = "VXNlcm5hbWU6"
-	loginPassChallenge = "UGFzc3dvcmQ6"
-)
-
-var (
-	// errAuthAborted is the client's "*" (RFC 4954 §4).
-	errAuthAborted = errors.New("authentication aborted")
-	// errSessionOver: reading a response failed and the session ends.
-	errSessionOver = errors.New("session over")
+	"github.com/posthorn/posthorn/pkg/sasl"
 )
 
 // authOffered reports whether AUTH may be used now: there is an
@@ -55,48 +42,48 @@ func (s *session) cmdAuth(cmd Command) *Reply {
 	if len(f) < 1 || len(f) > 2 {
 		return reply(501, "5.5.4", "Syntax: AUTH mechanism")
 	}
-	mech := upperASCII(f[0])
-	initial, hasInitial := "", len(f) == 2
-	if hasInitial {
-		initial = f[1]
-	}
-	var user, pass string
-	var err error
-	switch mech {
-	case "PLAIN":
-		// Without an initial response the server sends an empty challenge
-		// (RFC 4954 §4, RFC 4616 §2).
-		var msg []byte
-		if msg, err = s.saslStep(hasInitial, initial, ""); err == nil {
-			user, pass, err = decodePlain(msg)
-		}
-	case "LOGIN":
-		var u, p []byte
-		if u, err = s.saslStep(hasInitial, initial, loginUserChallenge); err == nil {
-			if p, err = s.saslStep(false, "", loginPassChallenge); err == nil {
-				user, pass = string(u), string(p)
-				err = checkSASLFields(user, pass)
-			}
-		}
-	default:
+	sv, err := sasl.NewServer(f[0])
+	if err != nil {
 		return reply(504, "5.5.4", "Unrecognized authentication type")
 	}
-	var rerr *Reply
+	mech := sv.Mechanism()
+	initial := ""
+	if len(f) == 2 {
+		initial = f[1]
+	}
+	// pkg/sasl decodes strictly (canonical base64, exactly two NULs in
+	// PLAIN, no NUL in names and passwords, no authzid other than the
+	// user itself); the engine frames its challenges as 334 lines.
+	chal, done, err := sv.Start(initial)
+	for err == nil && !done {
+		s.bw.WriteString("334 " + chal + "\r\n")
+		line, rerr := s.readCommand()
+		switch {
+		case rerr == errLineTooLong:
+			s.log.Warning("%s: SASL %s authentication failed: response too long", s.client, mech)
+			return reply(500, "5.5.2", "Error: line too long")
+		case rerr != nil:
+			s.readFailed(rerr)
+			return nil
+		}
+		chal, done, err = sv.Next(line)
+	}
 	switch {
-	case err == errSessionOver:
-		return nil
-	case errors.As(err, &rerr):
-		return rerr
-	case err == errAuthAborted:
+	case err == sasl.ErrCancelled:
 		s.log.Warning("%s: SASL %s authentication aborted", s.client, mech)
 		return reply(501, "5.7.0", "Authentication aborted")
-	case err == errBase64:
-		s.log.Warning("%s: SASL %s authentication failed: %v", s.client, mech, err)
-		return reply(501, "5.5.2", "Error: invalid base64 data")
+	case err == sasl.ErrAuthzid:
+		// HOSTILE 31: nobody may act as another user.
+		s.log.Warning("%s: SASL %s authentication failed: authorization identity differs from authentication identity", s.client, mech)
+		return reply(535, "5.7.8", "Error: authentication failed: authorization identity differs from authentication identity")
 	case err != nil:
-		s.log.Warning("%s: SASL %s authentication failed: %v", s.client, mech, err)
-		return reply(535, "5.7.8", "Error: authentication failed: %v", err)
+		// RFC 4954 §4: a response that cannot be decoded is a 501. It
+		// is logged as a failure: guessing with garbage is still guessing.
+		s.log.Warning("%s: SASL %s authentication failed: malformed response", s.client, mech)
+		return reply(501, "5.5.2", "Error: malformed authentication response")
 	}
+	cred := sv.Credentials()
+	user, pass := cred.Username, cred.Password
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
 	defer cancel()
@@ -107,7 +94,7 @@ func (s *session) cmdAuth(cmd Command) *Reply {
 			res.User = user
 		}
 		// Names reach logs and headers: no controls, and a bounded length.
-		s.info.AuthUser = printable(truncate(res.User, maxSASLField))
+		s.info.AuthUser = printable(truncate(res.User, maxAuthUser))
 		s.info.AuthMethod = mech
 		return reply(235, "2.7.0", "Authentication successful")
 	case res.Temp && res.Unavailable:
@@ -128,29 +115,9 @@ func (s *session) cmdAuth(cmd Command) *Reply {
 	}
 }
 
-// saslStep returns the decoded client response: the initial response when
-// the client gave one, otherwise the answer to a 334 challenge. A response
-// line over the length limit comes back as the *Reply for it; a failure to
-// read ends the session (errSessionOver).
-func (s *session) saslStep(hasInitial bool, initial, challenge string) ([]byte, error) {
-	line := initial
-	if !hasInitial {
-		s.bw.WriteString("334 " + challenge + "\r\n")
-		var err error
-		line, err = s.readCommand()
-		switch {
-		case err == errLineTooLong:
-			return nil, reply(500, "5.5.2", "Error: line too long")
-		case err != nil:
-			s.readFailed(err)
-			return nil, errSessionOver
-		}
-	}
-	if line == "*" {
-		return nil, errAuthAborted
-	}
-	return decodeSASL(line)
-}
+// maxAuthUser caps the login name recorded for logs and headers; the auth
+// daemon accepts none longer anyway.
+const maxAuthUser = 320
 
 func truncate(s string, n int) string {
 	if len(s) > n {

@@ -198,17 +198,16 @@ func TestAuthMalformed(t *testing.T) {
 		{"AUTH", "501 5.5.4 Syntax: AUTH mechanism", ""},
 		{"AUTH PLAIN a b", "501 5.5.4 Syntax: AUTH mechanism", ""},
 		{"AUTH CRAM-MD5", "504 5.5.4 Unrecognized authentication type", ""},
-		{"AUTH PLAIN !!!!", "501 5.5.2 Error: invalid base64 data", "SASL PLAIN authentication failed: invalid base64 data"},
-		{"AUTH PLAIN AGFsaWNl*", "501 5.5.2 Error: invalid base64 data", ""},
-		{"AUTH PLAIN =", "535 5.7.8 Error: authentication failed: malformed PLAIN response", "SASL PLAIN authentication failed: malformed PLAIN response"},
-		{"AUTH PLAIN " + plain("admin", "alice@example.test", "pw-alice"), "535 5.7.8 Error: authentication failed: authorization identity differs from authentication identity", ""},
-		{"AUTH PLAIN " + b64("\x00alice@example.test\x00pw\x00x"), "535 5.7.8 Error: authentication failed: malformed PLAIN response", ""},
-		{"AUTH PLAIN " + b64("alice@example.test pw-alice"), "535 5.7.8 Error: authentication failed: malformed PLAIN response", ""},
-		{"AUTH PLAIN " + plain("", "", "pw-alice"), "535 5.7.8 Error: authentication failed: empty or overlong user name or password", ""},
-		{"AUTH PLAIN " + plain("", "alice@example.test", ""), "535 5.7.8 Error: authentication failed: empty or overlong user name or password", ""},
-		{"AUTH PLAIN " + plain("", "alice@example.test", strings.Repeat("p", 256)), "535 5.7.8 Error: authentication failed: empty or overlong user name or password", ""},
-		{"AUTH PLAIN " + plain("", "al\rice@example.test", "pw-alice"), "535 5.7.8 Error: authentication failed: invalid characters in user name or password", ""},
-		{"AUTH PLAIN " + plain("", "alice@example.test", "pw\xff"), "535 5.7.8 Error: authentication failed: invalid characters in user name or password", ""},
+		{"AUTH PLAIN !!!!", "501 5.5.2 Error: malformed authentication response", "SASL PLAIN authentication failed: malformed response"},
+		{"AUTH PLAIN AGFsaWNl*", "501 5.5.2 Error: malformed authentication response", ""},
+		{"AUTH PLAIN AGFsaWNlAHB3ZA", "501 5.5.2 Error: malformed authentication response", ""}, // base64 without padding
+		{"AUTH PLAIN =", "501 5.5.2 Error: malformed authentication response", ""},
+		{"AUTH PLAIN " + plain("admin", "alice@example.test", "pw-alice"), "535 5.7.8 Error: authentication failed: authorization identity differs from authentication identity", "SASL PLAIN authentication failed: authorization identity differs"},
+		{"AUTH PLAIN " + b64("\x00alice@example.test\x00pw\x00x"), "501 5.5.2 Error: malformed authentication response", ""},
+		{"AUTH PLAIN " + b64("alice@example.test pw-alice"), "501 5.5.2 Error: malformed authentication response", ""},
+		{"AUTH PLAIN " + plain("", "", "pw-alice"), "501 5.5.2 Error: malformed authentication response", ""},
+		{"AUTH PLAIN " + plain("", "alice@example.test", ""), "501 5.5.2 Error: malformed authentication response", ""},
+		{"AUTH PLAIN " + plain("", "alice@example.test", "pw\xff"), "501 5.5.2 Error: malformed authentication response", ""},
 		{"AUTH PLAIN " + strings.Repeat("A", 100*1024), "500 5.5.2 Error: line too long", ""},
 	} {
 		c.cmd(tc.cmd, tc.want)
@@ -224,8 +223,7 @@ func TestAuthMalformed(t *testing.T) {
 	c.cmd(b64("bob"), "334 UGFzc3dvcmQ6")
 	c.cmd("*", "501 5.7.0 Authentication aborted")
 	c.cmd("AUTH LOGIN", "334 VXNlcm5hbWU6")
-	c.cmd(b64("b\x00b"), "334 UGFzc3dvcmQ6")
-	c.cmd(b64("pw-bob"), "535 5.7.8 Error: authentication failed: invalid characters in user name or password")
+	c.cmd(b64("b\x00b"), "501 5.5.2 Error: malformed authentication response")
 	c.cmd("AUTH LOGIN", "334 VXNlcm5hbWU6")
 	c.cmd(strings.Repeat("A", 3000), "500 5.5.2 Error: line too long")
 	// A NUL in the command line is refused before AUTH sees it.
@@ -237,7 +235,7 @@ func TestAuthMalformed(t *testing.T) {
 	c.cmd("AUTH PLAIN "+plain("alice@example.test", "alice@example.test", "pw-alice"), "235 2.7.0")
 	c.cmd("QUIT", "221")
 	c.expectClosed()
-	ts.waitLog("disconnect from unknown[127.0.0.1] ehlo=2 starttls=1 auth=1/20 quit=1 unknown=0/1 commands=5/25")
+	ts.waitLog("disconnect from unknown[127.0.0.1] ehlo=2 starttls=1 auth=1/19 quit=1 unknown=0/1 commands=5/24")
 }
 
 func TestAuthState(t *testing.T) {
