@@ -17,7 +17,10 @@ type Address struct {
 }
 
 // Envelope is the ENVELOPE of a message (RFC 3501 §7.4.2). Nil pointers
-// and nil lists are written as NIL.
+// and nil lists are written as NIL. Values are the raw header text
+// (encoded words are not decoded, RFC 3501 §7.4.2); a value may keep its
+// folding line breaks, which the engine unfolds, sending the value as a
+// literal the way Dovecot does.
 type Envelope struct {
 	Date, Subject                      *string
 	From, Sender, ReplyTo, To, Cc, Bcc []Address

@@ -2,6 +2,7 @@ package server
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/posthorn/posthorn/pkg/imap"
 	"github.com/posthorn/posthorn/pkg/imap/wire"
@@ -13,18 +14,46 @@ func writeEnvelope(out *wire.Writer, e *imap.Envelope) {
 		e = &imap.Envelope{}
 	}
 	out.Byte('(')
-	out.NString(e.Date)
+	envString(out, e.Date)
 	out.Byte(' ')
-	out.NString(e.Subject)
+	envString(out, e.Subject)
 	for _, l := range [][]imap.Address{e.From, e.Sender, e.ReplyTo, e.To, e.Cc, e.Bcc} {
 		out.Byte(' ')
 		writeAddresses(out, l)
 	}
 	out.Byte(' ')
-	out.NString(e.InReplyTo)
+	envString(out, e.InReplyTo)
 	out.Byte(' ')
-	out.NString(e.MessageID)
+	envString(out, e.MessageID)
 	out.Byte(')')
+}
+
+// envString writes an ENVELOPE string. A header value that still holds
+// its folding is unfolded (each line break with the blank after it
+// becomes one space) and sent as a literal, as Dovecot does.
+func envString(out *wire.Writer, s *string) {
+	if s == nil || !strings.ContainsAny(*s, "\r\n") {
+		out.NString(s)
+		return
+	}
+	v := *s
+	b := make([]byte, 0, len(v))
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c != '\r' && c != '\n' {
+			b = append(b, c)
+			continue
+		}
+		if c == '\r' && i+1 < len(v) && v[i+1] == '\n' {
+			i++
+		}
+		if i+1 < len(v) && (v[i+1] == ' ' || v[i+1] == '\t') {
+			b = append(b, ' ')
+			i++
+		}
+	}
+	out.LiteralHeader(int64(len(b)), false)
+	out.RawBytes(b)
 }
 
 func writeAddresses(out *wire.Writer, l []imap.Address) {
@@ -35,13 +64,13 @@ func writeAddresses(out *wire.Writer, l []imap.Address) {
 	out.Byte('(')
 	for _, a := range l {
 		out.Byte('(')
-		out.NString(a.Name)
+		envString(out, a.Name)
 		out.Byte(' ')
-		out.NString(a.ADL)
+		envString(out, a.ADL)
 		out.Byte(' ')
-		out.NString(a.Mailbox)
+		envString(out, a.Mailbox)
 		out.Byte(' ')
-		out.NString(a.Host)
+		envString(out, a.Host)
 		out.Byte(')')
 	}
 	out.Byte(')')
@@ -126,10 +155,9 @@ func writeBody(out *wire.Writer, p *imap.Part, ext bool, depth int) {
 		out.Byte(')')
 		return
 	}
+	// Written as the parser found them, even empty (Dovecot sends "" ""
+	// for an unparseable Content-Type).
 	typ, sub := p.Type, p.Subtype
-	if typ == "" {
-		typ, sub = "text", "plain"
-	}
 	out.String(typ)
 	out.Byte(' ')
 	out.String(sub)
