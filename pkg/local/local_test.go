@@ -36,6 +36,7 @@ func newFixture(t *testing.T, tweak func(*config.Config)) *fixture {
 	cfg.Virtual.UsersFile = filepath.Join(dir, "users")
 	cfg.Virtual.Mailbox = filepath.Join(dir, "mail/%d/%n/Maildir")
 	cfg.Virtual.User, cfg.Virtual.Group = "", ""
+	cfg.Local.MailSpoolDir = filepath.Join(dir, "mail")
 	os.WriteFile(cfg.AliasFile, []byte("team: alice@example.test, bob@example.test\nfar: someone@elsewhere.example\n"), 0644)
 	for _, u := range []string{"alice@example.test", "bob@example.test"} {
 		if err := userdb.Add(cfg.Virtual.UsersFile, u, "pw"); err != nil {
@@ -56,11 +57,16 @@ func newFixture(t *testing.T, tweak func(*config.Config)) *fixture {
 
 func (f *fixture) deliver(t *testing.T, sender, rcpt string) agent.Reply {
 	t.Helper()
+	return f.deliverMsg(t, sender, rcpt, "Subject: hi\n\nbody\n")
+}
+
+func (f *fixture) deliverMsg(t *testing.T, sender, rcpt, msg string) agent.Reply {
+	t.Helper()
 	w, err := f.sp.Create(&spool.Envelope{Sender: sender, Rcpts: []spool.Recipient{{Addr: rcpt}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	io.WriteString(w, "Subject: hi\n\nbody\n")
+	io.WriteString(w, msg)
 	if err := w.Commit(); err != nil {
 		t.Fatal(err)
 	}
@@ -124,11 +130,13 @@ func TestAliasToSeveralUsers(t *testing.T) {
 func TestFailuresAreBouncesOrDeferrals(t *testing.T) {
 	f := newFixture(t, func(c *config.Config) { c.Local.HomeMailbox = "" })
 	me, _ := user.Current()
+	// A file where the mail spool folder should be.
+	os.WriteFile(f.cfg.Local.MailSpoolDir, []byte("in the way"), 0600)
 	for _, c := range []struct {
 		rcpt, status, dsn string
 	}{
 		{"nobody@example.test", agent.Bounced, "5.1.1"},
-		{me.Username + "@localhost", agent.Deferred, "4.3.0"}, // mbox comes later
+		{me.Username + "@localhost", agent.Deferred, "4.2.0"},
 		{"not an address", agent.Bounced, "5.1.3"},
 	} {
 		rep := f.deliver(t, "s@x", c.rcpt)

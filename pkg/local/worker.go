@@ -3,7 +3,6 @@ package local
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -16,96 +15,99 @@ import (
 	"github.com/posthorn/posthorn/pkg/maillog"
 )
 
-// A worker is the local program re-executed as one mailbox owner
+// A worker is the local program re-executed as one set of credentials
 // ("local worker"), talking to its parent over a socketpair on fd 3. It
-// serves many deliveries concurrently and exits when the parent closes the
-// connection (idle for workerIdle, or the parent is gone).
+// serves many requests concurrently (ops.go) and exits when the parent
+// closes the connection (idle for workerIdle, or the parent is gone).
 
 const workerIdle = 60 * time.Second
 
 // WorkerArg is the first argument that starts the local program as a worker.
 const WorkerArg = "worker"
 
-type workRequest struct {
-	Seq    uint64 `json:"seq"`
-	Root   string `json:"root"`
-	Prefix []byte `json:"prefix"`
-	Offset int64  `json:"offset"`
-	Size   int64  `json:"size"`
-}
+// executable finds the program to start workers from; tests replace it.
+var executable = os.Executable
 
-type workReply struct {
-	Seq  uint64 `json:"seq"`
-	Name string `json:"name,omitempty"`
-	Err  string `json:"err,omitempty"`
+// creds are what a worker runs as: a uid, its gid, and at most one
+// supplementary group (-1 for none). The only supplementary group ever
+// given is the mail spool folder's (mail on Debian), to an mbox delivery,
+// so it can create the dotlock there; commands, files, Maildirs and file
+// reads run with none.
+type creds struct {
+	uid, gid, group int
 }
 
 type workerPool struct {
 	log  *maillog.Logger
 	host string // names the Maildir files
 	mu   sync.Mutex
-	m    map[[2]int]*worker
+	m    map[creds]*worker
 }
 
 func newWorkerPool(log *maillog.Logger, hostname string) *workerPool {
-	p := &workerPool{log: log, host: hostname, m: map[[2]int]*worker{}}
+	p := &workerPool{log: log, host: hostname, m: map[creds]*worker{}}
 	go p.reap()
 	return p
 }
 
+type result struct {
+	rep  workReply
+	file *os.File
+}
+
 type worker struct {
-	key     [2]int
-	conn    *ipc.Conn
+	key  creds
+	conn *ipc.Conn
+	// raw is conn's socket. fail closes it rather than conn: ipc.Conn.Close
+	// waits for a Receive in progress, and readLoop is always in one.
+	raw     *net.UnixConn
 	cmd     *exec.Cmd
 	mu      sync.Mutex
 	seq     uint64
-	pending map[uint64]chan workReply
+	pending map[uint64]chan result
 	dead    bool
 	last    time.Time
 }
 
-// deliver runs one Maildir delivery as uid:gid.
-func (p *workerPool) deliver(uid, gid int, req workRequest, qf *os.File) error {
+// call runs one request as c; qf is the queue file, nil for requests that
+// need none. A file in the reply (an opened ~/.forward) is returned open.
+func (p *workerPool) call(c creds, req workRequest, qf *os.File) (workReply, *os.File, error) {
 	for try := 0; try < 2; try++ {
-		w, err := p.get(uid, gid)
+		w, err := p.get(c)
 		if err != nil {
-			return err
+			return workReply{}, nil, err
 		}
-		rep, err := w.call(req, qf)
+		res, err := w.call(req, qf)
 		if errors.Is(err, errWorkerGone) && try == 0 {
 			continue // it exited between requests: start another
 		}
 		if err != nil {
-			return err
+			return workReply{}, nil, err
 		}
-		if rep.Err != "" {
-			return errors.New(rep.Err)
-		}
-		return nil
+		return res.rep, res.file, nil
 	}
-	return errWorkerGone
+	return workReply{}, nil, errWorkerGone
 }
 
 var errWorkerGone = errors.New("delivery worker exited")
 
-func (p *workerPool) get(uid, gid int) (*worker, error) {
-	key := [2]int{uid, gid}
+func (p *workerPool) get(c creds) (*worker, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if w := p.m[key]; w != nil && !w.isDead() {
+	if w := p.m[c]; w != nil && !w.isDead() {
 		return w, nil
 	}
-	w, err := startWorker(uid, gid, p.host)
+	w, err := startWorker(c, p.host)
 	if err != nil {
-		return nil, fmt.Errorf("start delivery worker for uid %d: %w", uid, err)
+		return nil, fmt.Errorf("start delivery worker for uid %d: %w", c.uid, err)
 	}
-	w.key = key
-	p.m[key] = w
+	w.key = c
+	p.m[c] = w
 	return w, nil
 }
 
-func startWorker(uid, gid int, host string) (*worker, error) {
-	exe, err := os.Executable()
+func startWorker(c creds, host string) (*worker, error) {
+	exe, err := executable()
 	if err != nil {
 		return nil, err
 	}
@@ -121,8 +123,12 @@ func startWorker(uid, gid int, host string) (*worker, error) {
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	cmd.Dir = "/"
 	cmd.Stderr = os.Stderr
+	groups := []uint32{}
+	if c.group >= 0 {
+		groups = []uint32{uint32(c.group)}
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}},
+		Credential: &syscall.Credential{Uid: uint32(c.uid), Gid: uint32(c.gid), Groups: groups},
 		Pdeathsig:  syscall.SIGKILL,
 	}
 	if err := cmd.Start(); err != nil {
@@ -136,7 +142,8 @@ func startWorker(uid, gid int, host string) (*worker, error) {
 		cmd.Wait()
 		return nil, err
 	}
-	w := &worker{conn: ipc.New(nc.(*net.UnixConn)), cmd: cmd, pending: map[uint64]chan workReply{}, last: time.Now()}
+	raw := nc.(*net.UnixConn)
+	w := &worker{conn: ipc.New(raw), raw: raw, cmd: cmd, pending: map[uint64]chan result{}, last: time.Now()}
 	go w.readLoop()
 	return w, nil
 }
@@ -147,46 +154,64 @@ func (w *worker) isDead() bool {
 	return w.dead
 }
 
-func (w *worker) call(req workRequest, qf *os.File) (workReply, error) {
-	ch := make(chan workReply, 1)
+func (w *worker) call(req workRequest, qf *os.File) (result, error) {
+	ch := make(chan result, 1)
 	w.mu.Lock()
 	if w.dead {
 		w.mu.Unlock()
-		return workReply{}, errWorkerGone
+		return result{}, errWorkerGone
 	}
 	w.seq++
 	req.Seq = w.seq
 	w.pending[req.Seq] = ch
 	w.last = time.Now()
 	w.mu.Unlock()
-	if err := w.conn.Send(req, qf); err != nil {
+	var files []*os.File
+	if qf != nil {
+		files = append(files, qf)
+	}
+	if err := w.conn.Send(req, files...); err != nil {
 		w.fail()
-		return workReply{}, errWorkerGone
+		return result{}, errWorkerGone
 	}
-	rep, ok := <-ch
+	res, ok := <-ch
+	w.mu.Lock()
+	w.last = time.Now()
+	w.mu.Unlock()
 	if !ok {
-		return workReply{}, errWorkerGone
+		return result{}, errWorkerGone
 	}
-	return rep, nil
+	return res, nil
 }
 
 func (w *worker) readLoop() {
 	for {
 		var rep workReply
 		files, err := w.conn.Receive(&rep)
-		for _, f := range files {
-			f.Close()
-		}
 		if err != nil {
+			for _, f := range files {
+				f.Close()
+			}
 			w.fail()
+			w.conn.Close() // no Receive in progress now
 			return
+		}
+		var file *os.File
+		for i, f := range files {
+			if i == 0 {
+				file = f
+			} else {
+				f.Close()
+			}
 		}
 		w.mu.Lock()
 		ch := w.pending[rep.Seq]
 		delete(w.pending, rep.Seq)
 		w.mu.Unlock()
 		if ch != nil {
-			ch <- rep
+			ch <- result{rep: rep, file: file}
+		} else if file != nil {
+			file.Close()
 		}
 	}
 }
@@ -205,7 +230,9 @@ func (w *worker) fail() {
 		delete(w.pending, seq)
 	}
 	w.mu.Unlock()
-	w.conn.Close()
+	// The worker sees its parent go and exits; readLoop's Receive fails
+	// and it closes conn.
+	w.raw.Close()
 	go w.cmd.Wait()
 }
 
@@ -255,23 +282,32 @@ func RunWorker(hostname string) error {
 		if err != nil {
 			return nil
 		}
-		if len(files) != 1 {
-			for _, f := range files {
+		var qf *os.File
+		for i, f := range files {
+			if i == 0 {
+				qf = f
+			} else {
 				f.Close()
 			}
+		}
+		if req.needsMessage() && qf == nil {
 			conn.Send(workReply{Seq: req.Seq, Err: "request without message file"})
 			continue
 		}
 		wg.Add(1)
 		go func(req workRequest, qf *os.File) {
 			defer wg.Done()
-			defer qf.Close()
-			name, err := mw.Deliver(req.Root, req.Prefix, io.NewSectionReader(qf, req.Offset, req.Size))
-			rep := workReply{Seq: req.Seq, Name: name}
-			if err != nil {
-				rep.Err = err.Error()
+			if qf != nil {
+				defer qf.Close()
 			}
-			conn.Send(rep)
-		}(req, files[0])
+			rep, out := runOp(req, qf, mw)
+			rep.Seq = req.Seq
+			if out != nil {
+				conn.Send(rep, out)
+				out.Close()
+			} else {
+				conn.Send(rep)
+			}
+		}(req, qf)
 	}
 }

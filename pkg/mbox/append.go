@@ -66,6 +66,13 @@ func Append(d Delivery, msg io.Reader) (int64, error) {
 	if d.Time.IsZero() {
 		d.Time = time.Now()
 	}
+	if d.NoExec {
+		// Refused whether or not the writer could open it (checked again
+		// once locked).
+		if fi, err := os.Lstat(d.Path); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0111 != 0 {
+			return 0, fmt.Errorf("%s %w", d.Path, ErrExecutable)
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		f, err := openMbox(d)
 		if err != nil {
@@ -161,7 +168,7 @@ func openError(path string, err error) error {
 	case errors.Is(err, syscall.EISDIR), errors.Is(err, syscall.ENXIO):
 		return fmt.Errorf("%s %w", path, ErrNotRegular)
 	}
-	return fmt.Errorf("open %s: %w", path, err)
+	return err // an *fs.PathError that names the path already
 }
 
 // checkLocked checks the locked file and returns its size: it must still
