@@ -186,6 +186,11 @@ func (m *Master) credentials(specs []spec) ([]*syscall.Credential, error) {
 		if err != nil {
 			return nil, err
 		}
+		if sp.tls && c != nil {
+			if g := keyGroup(m.cfg.TLS.KeyFile, c.Uid, c.Gid); g >= 0 {
+				c.Groups = []uint32{uint32(g)}
+			}
+		}
 		creds[i] = c
 	}
 	return creds, nil

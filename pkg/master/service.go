@@ -33,6 +33,9 @@ type spec struct {
 	user    string // "" runs it as the user who started master
 	setting string // where user comes from, for error messages
 	listen  []listenSpec
+	// tls: the daemon reads the TLS key (tls.key_file) itself, and gets
+	// the group that may read it (keyGroup).
+	tls bool
 }
 
 // listenSpec is one listening socket. name is what the daemon looks it up
@@ -73,7 +76,7 @@ func specs(cfg *config.Config) ([]spec, error) {
 		}
 	}
 	if len(ls) > 0 {
-		out = append(out, spec{name: "smtpd", user: cfg.MailOwner, setting: "mail_owner", listen: ls})
+		out = append(out, spec{name: "smtpd", user: cfg.MailOwner, setting: "mail_owner", listen: ls, tls: true})
 	}
 	out = append(out,
 		spec{name: "qmgr", user: cfg.MailOwner, setting: "mail_owner", listen: private("qmgr")},
@@ -239,4 +242,28 @@ func rebind(want []listenSpec, have []*listener, uid, gid int) (ls, unused []*li
 
 func sameListen(a []listenSpec, b []*listener) bool {
 	return slices.EqualFunc(a, b, func(x listenSpec, y *listener) bool { return x == y.listenSpec })
+}
+
+// keyGroup returns the group through which a daemon running as uid:gid may
+// read the TLS key, when only a group grants it: Debian's snakeoil key is
+// root:ssl-cert 0640, readable by members of ssl-cert (as Postfix's and
+// Dovecot's packages arrange by group membership). It returns -1 when the
+// daemon can read the key anyway or no group helps.
+func keyGroup(keyFile string, uid, gid uint32) int {
+	fi, err := os.Stat(keyFile)
+	if err != nil {
+		return -1
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return -1
+	}
+	mode := fi.Mode().Perm()
+	switch {
+	case st.Uid == uid && mode&0400 != 0, st.Gid == gid && mode&0040 != 0, mode&0004 != 0:
+		return -1
+	case mode&0040 != 0:
+		return int(st.Gid)
+	}
+	return -1
 }
