@@ -3,7 +3,6 @@ package tests
 import (
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -48,13 +47,9 @@ s.quit()
 }
 
 func TestAdminCommands(t *testing.T) {
-	me, err := user.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Mail for the invoking system user goes to mbox, which this version
-	// defers: a deferred message to list.
-	s := StartSystem(t, func(c *config.Config) { c.Local.HomeMailbox = "" })
+	// Mail for another domain waits in the queue: the test resolver never
+	// answers, so delivery is deferred — a deferred message to list.
+	s := StartSystem(t, func(c *config.Config) { c.SMTPD.RelayNetworks = []string{"127.0.0.0/8"} })
 
 	if out, err := s.Posthorn("", "status"); err != nil || !strings.Contains(out, "is running") {
 		t.Errorf("status: %v %q", err, out)
@@ -96,7 +91,7 @@ func TestAdminCommands(t *testing.T) {
 	if _, err := s.Python(`
 import os, smtplib
 s = smtplib.SMTP(os.environ["SMTP_HOST"], int(os.environ["SMTP_PORT"]))
-s.sendmail("sender@example.org", ["` + me.Username + `@localhost"], b"Subject: waits\r\n\r\nx\r\n")
+s.sendmail("sender@example.org", ["someone@remote.example"], b"Subject: waits\r\n\r\nx\r\n")
 s.quit()
 `); err != nil {
 		t.Fatal(err)
@@ -104,12 +99,12 @@ s.quit()
 	var q string
 	s.WaitFor("a deferred message in the listing", 15*time.Second, func() bool {
 		q, _ = s.Posthorn("", "queue", "list")
-		return strings.Contains(q, "mbox delivery")
+		return strings.Contains(q, "someone@remote.example") && strings.Contains(q, ")\n")
 	})
 	lines := strings.Split(q, "\n")
 	if lines[0] != "----Queue ID----- --Size-- ---Arrival Time---- --Sender/Recipient------" ||
 		!regexp.MustCompile(`^[0-9A-F]{13}\*?\s+\d+ \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d sender@example\.org$`).MatchString(lines[1]) ||
-		!strings.Contains(q, "\n-- 0 Kbytes in 1 Request.\n") || !strings.Contains(q, "  "+me.Username+"@localhost\n") {
+		!strings.Contains(q, "\n-- 0 Kbytes in 1 Request.\n") || !strings.Contains(q, "  someone@remote.example\n") {
 		t.Errorf("queue list:\n%s", q)
 	}
 	mq, err := exec.Command(filepath.Join(binDir, "mailq"), "-C", s.Config).CombinedOutput()
@@ -209,17 +204,13 @@ s.quit()
 }
 
 func TestQueueOperations(t *testing.T) {
-	me, err := user.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := StartSystem(t, func(c *config.Config) { c.Local.HomeMailbox = "" })
+	s := StartSystem(t, func(c *config.Config) { c.SMTPD.RelayNetworks = []string{"127.0.0.0/8"} })
 	var ids []string
 	for i := 0; i < 3; i++ {
 		out, err := s.Python(`
 import os, smtplib
 s = smtplib.SMTP(os.environ["SMTP_HOST"], int(os.environ["SMTP_PORT"]))
-s.ehlo("x"); s.mail("sender@example.org"); s.rcpt("` + me.Username + `@localhost")
+s.ehlo("x"); s.mail("sender@example.org"); s.rcpt("someone@remote.example")
 print(s.data(b"Subject: queued\r\n\r\nkept in the queue\r\n")[1].decode())
 s.quit()
 `)
@@ -235,7 +226,7 @@ s.quit()
 
 	out, err := s.Posthorn("", "queue", "show", ids[0])
 	if err != nil || !strings.Contains(out, "sender: sender@example.org") || !strings.Contains(out, "kept in the queue") ||
-		!strings.Contains(out, "(deferred: 4.3.0 mbox delivery") {
+		!strings.Contains(out, "(deferred: 4.") {
 		t.Errorf("queue show: %v\n%s", err, out)
 	}
 	// Each operation is logged Postfix-style (to standard error, or syslog).
@@ -259,7 +250,7 @@ s.quit()
 		t.Errorf("flush: %v %q", err, out)
 	}
 	s.WaitFor("the flushed messages to be tried again", 15*time.Second, func() bool {
-		return strings.Count(s.Log(), "status=deferred (mbox delivery") >= 5
+		return strings.Count(s.Log(), "to=<someone@remote.example>") >= 5
 	})
 	if out, err := s.Posthorn("", "queue", "delete", "ALL"); err != nil || !strings.Contains(out, "Deleted: 2 messages") {
 		t.Errorf("delete ALL: %v %q", err, out)
