@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/posthorn/posthorn/pkg/imap"
 	"github.com/posthorn/posthorn/pkg/imap/wire"
@@ -260,6 +261,7 @@ func (s *session) cmdAppend(c *wire.Command) error {
 		}
 		return reject("NO", "[SERVERBUG] Internal error occurred.")
 	}
+	s.conn.SetReadDeadline(time.Now().Add(s.cfg.CommandTimeout + time.Duration(a.Size/s.cfg.MinDataRate)*time.Second))
 	r, err := s.dec.AppendLiteral()
 	if err != nil {
 		return err

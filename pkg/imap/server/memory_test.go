@@ -126,3 +126,41 @@ func BenchmarkIdleSessions(b *testing.B) {
 		f.close(b)
 	}
 }
+
+// A 30 MB message goes out as it is read from the store: the engine
+// allocates a small, fixed amount however large the body (the store here
+// keeps the message in memory; that is the store's business).
+func TestLargeFetchIsStreamed(t *testing.T) {
+	ts := newTestServer(t, nil)
+	body := bytes.Repeat([]byte("0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n"), 30<<20/74)
+	msg := append([]byte("Subject: big\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n"), body...)
+	ts.user.Deliver("INBOX", msg)
+	c := ts.loginSelect()
+	for _, item := range []string{"BODY.PEEK[]", "BINARY.PEEK[1]", "BODY.PEEK[TEXT]<1000.20000000>"} {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		c.write("f FETCH 1 " + item + "\r\n")
+		buf := make([]byte, 64*1024)
+		total := 0
+		for {
+			n, err := c.r.Read(buf)
+			total += n
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Contains(buf[:n], []byte("f OK Fetch completed")) {
+				break
+			}
+		}
+		runtime.ReadMemStats(&after)
+		alloc := after.TotalAlloc - before.TotalAlloc
+		t.Logf("FETCH %s: %d octets sent, %d octets allocated", item, total, alloc)
+		if total < 15<<20 {
+			t.Fatalf("only %d octets", total)
+		}
+		if alloc > 2<<20 {
+			t.Fatalf("FETCH %s allocated %d octets for a %d-octet message", item, alloc, len(msg))
+		}
+	}
+}

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"bufio"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -197,4 +199,30 @@ func TestShutdownSendsBye(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close did not return")
 	}
+}
+
+// A login process hands a logged-in connection over, with input it had
+// already read.
+func TestServeAuthenticated(t *testing.T) {
+	ts := newTestServer(t, nil)
+	ts.user.Deliver("INBOX", []byte(simpleMsg))
+	cli, sv := net.Pipe()
+	defer cli.Close()
+	go ts.srv.ServeAuthenticated(sv, Handoff{User: ts.user, Tag: "L1", Input: []byte("a SELECT INBOX\r\n")})
+	c := &tconn{t: t, c: cli, r: bufio.NewReader(cli)}
+	cli.SetDeadline(time.Now().Add(10 * time.Second))
+	if l := c.line(); !strings.HasPrefix(l, "L1 OK [CAPABILITY IMAP4rev1") {
+		t.Fatalf("%q", l)
+	}
+	mustHave(t, c.until("a"), "* 1 EXISTS", "a OK [READ-WRITE]")
+	c.ok("b FETCH 1 UID")
+	cli2, sv2 := net.Pipe()
+	defer cli2.Close()
+	go ts.srv.ServeAuthenticated(sv2, Handoff{User: ts.user})
+	c = &tconn{t: t, c: cli2, r: bufio.NewReader(cli2)}
+	cli2.SetDeadline(time.Now().Add(10 * time.Second))
+	if l := c.line(); !strings.HasPrefix(l, "* PREAUTH [CAPABILITY") {
+		t.Fatalf("%q", l)
+	}
+	c.ok("c LIST \"\" *")
 }

@@ -80,6 +80,11 @@ type Config struct {
 	// CommandTimeout bounds the rest of a command once its first octet
 	// arrived, and every write to the client (5 minutes).
 	CommandTimeout time.Duration
+	// MinDataRate is the slowest an APPEND message may arrive, in octets
+	// per second (1024): its literal gets CommandTimeout plus its size at
+	// this rate, so a slow client cannot hold a session indefinitely
+	// (HOSTILE 35).
+	MinDataRate int64
 
 	// MaxBadCommands ends a session after that many BAD replies (20,
 	// Dovecot's CLIENT_MAX_BAD_COMMANDS).
@@ -136,6 +141,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CommandTimeout <= 0 {
 		c.CommandTimeout = 5 * time.Minute
+	}
+	if c.MinDataRate <= 0 {
+		c.MinDataRate = 1024
 	}
 	if c.MaxBadCommands <= 0 {
 		c.MaxBadCommands = 20
@@ -222,7 +230,27 @@ func (s *Server) Serve(l net.Listener) error {
 }
 
 // ServeConn runs one session on c and returns when it ends; c is closed.
-func (s *Server) ServeConn(c net.Conn) {
+func (s *Server) ServeConn(c net.Conn) { s.serve(c, nil) }
+
+// Handoff describes a session whose login another process (imap-login)
+// handled, so that a per-user process can go on with it.
+type Handoff struct {
+	// User is the logged-in user.
+	User imap.User
+	// Tag is the tag of the LOGIN or AUTHENTICATE that logged in; the
+	// session begins by answering it OK. When empty, the session greets
+	// with PREAUTH (RFC 3501 §7.1.4).
+	Tag string
+	// Input holds octets the login process read beyond the login command.
+	Input []byte
+	// Secure reports a TLS or otherwise trusted connection.
+	Secure bool
+}
+
+// ServeAuthenticated runs a session that starts logged in as h.User.
+func (s *Server) ServeAuthenticated(c net.Conn, h Handoff) { s.serve(c, &h) }
+
+func (s *Server) serve(c net.Conn, h *Handoff) {
 	if n := s.active.Add(1); s.cfg.MaxSessions > 0 && n > int64(s.cfg.MaxSessions) {
 		s.active.Add(-1)
 		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -240,7 +268,7 @@ func (s *Server) ServeConn(c net.Conn) {
 	}
 	s.sessions[ss] = true
 	s.mu.Unlock()
-	ss.run()
+	ss.run(h)
 	s.mu.Lock()
 	delete(s.sessions, ss)
 	s.mu.Unlock()

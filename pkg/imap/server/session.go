@@ -121,7 +121,7 @@ func (s *session) remote() string {
 }
 
 // run is the session's life: greeting, commands, logout.
-func (s *session) run() {
+func (s *session) run(h *Handoff) {
 	if tc, ok := s.conn.(*tls.Conn); ok {
 		tc.SetDeadline(time.Now().Add(s.cfg.CommandTimeout))
 		if err := tc.Handshake(); err != nil {
@@ -131,7 +131,19 @@ func (s *session) run() {
 		tc.SetDeadline(time.Time{})
 	}
 	defer s.cleanup()
-	s.out.Raw("* OK [CAPABILITY " + s.capabilities() + "] " + s.cfg.Greeting + "\r\n")
+	if h != nil {
+		s.user, s.state = h.User, stateAuth
+		s.secure = s.secure || h.Secure
+		s.dec.SetLimits(s.cfg.Limits)
+		s.in.Preload(h.Input)
+		if h.Tag != "" {
+			s.reply(h.Tag, "OK", "[CAPABILITY "+s.capabilities()+"] Logged in")
+		} else {
+			s.out.Raw("* PREAUTH [CAPABILITY " + s.capabilities() + "] Logged in as " + h.User.Username() + "\r\n")
+		}
+	} else {
+		s.out.Raw("* OK [CAPABILITY " + s.capabilities() + "] " + s.cfg.Greeting + "\r\n")
+	}
 	for s.state != stateLogout {
 		if err := s.next(); err != nil {
 			return

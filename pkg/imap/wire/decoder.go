@@ -42,7 +42,7 @@ var DefaultLimits = Limits{
 	MaxLiteral:     64 * 1024,
 	MaxLiterals:    1000,
 	MaxDiscard:     16 * 1024 * 1024,
-	MaxSearchDepth: 100,
+	MaxSearchDepth: 1000,
 	MaxSearchKeys:  10000,
 	MaxListDepth:   8,
 }

@@ -182,3 +182,30 @@ func (in *In) readLine(dst []byte, max int) ([]byte, error) {
 		}
 	}
 }
+
+// Preload puts octets that were read from the connection by someone else
+// (a login process that handed the connection over) in front of what
+// comes next.
+func (in *In) Preload(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	rest := []byte(nil)
+	if in.buf != nil {
+		rest = append(rest, (*in.buf)[in.r:in.w]...)
+	}
+	n := len(b) + len(rest)
+	var buf []byte
+	if n <= bufSize {
+		if in.buf == nil {
+			in.buf = bufPool.Get().(*[]byte)
+		}
+		buf = *in.buf
+	} else {
+		buf = make([]byte, n)
+		in.buf = &buf
+	}
+	copy(buf, b)
+	copy(buf[len(b):], rest)
+	in.r, in.w = 0, n
+}
