@@ -1,6 +1,9 @@
 package mime
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 // appendString writes s as an IMAP string (RFC 3501 §4.3): quoted when it
 // can be, else as a literal. A literal is used for CR, LF and 8-bit octets,
@@ -30,6 +33,10 @@ func appendString(b []byte, s string) []byte {
 }
 
 func appendLiteral(b []byte, s string) []byte {
+	if strings.IndexByte(s, 0) >= 0 {
+		// Not even a literal may hold NUL (RFC 3501 §9 CHAR8).
+		s = strings.ReplaceAll(s, "\x00", "\uFFFD")
+	}
 	b = append(b, '{')
 	b = strconv.AppendInt(b, int64(len(s)), 10)
 	b = append(b, "}\r\n"...)
@@ -114,9 +121,6 @@ func appendHuman(b []byte, s string) []byte {
 				out = append(out, ' ')
 			}
 			space = false
-			if c == 0 {
-				c = 0x80
-			}
 			out = append(out, c)
 		}
 	}

@@ -397,10 +397,12 @@ func (h Header) Get(name string) (string, bool) {
 // and splits it into fields, recognised as Parse recognises them.
 func (p *Part) Header(r io.ReaderAt) (Header, error) {
 	b := make([]byte, p.HeaderLen)
-	if _, err := r.ReadAt(b, p.Offset); err != nil && !(errors.Is(err, io.EOF) && len(b) == 0) {
-		if !errors.Is(err, io.EOF) {
-			return Header{}, err
+	n, err := r.ReadAt(b, p.Offset)
+	if n < len(b) {
+		if err == nil || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
 		}
+		return Header{}, err
 	}
 	return SplitHeader(b), nil
 }
@@ -408,20 +410,26 @@ func (p *Part) Header(r io.ReaderAt) (Header, error) {
 // SplitHeader splits a header into fields; it stops at the blank line.
 func SplitHeader(b []byte) Header {
 	var h Header
-	for len(b) > 0 {
-		end := bytes.IndexByte(b, '\n') + 1
-		if end == 0 {
-			end = len(b)
+	start := -1 // where the field being read starts
+	name := ""
+	pos := 0
+	add := func(end int) {
+		if start >= 0 {
+			h.Fields = append(h.Fields, Field{Name: name, Raw: b[start:end:end]})
 		}
-		line := b[:end]
+	}
+	for pos < len(b) {
+		end := len(b)
+		if i := bytes.IndexByte(b[pos:], '\n'); i >= 0 {
+			end = pos + i + 1
+		}
+		line := b[pos:end]
 		if len(trimEOL(line)) == 0 && line[len(line)-1] == '\n' {
 			break
 		}
-		if (line[0] == ' ' || line[0] == '\t') && len(h.Fields) > 0 {
-			f := &h.Fields[len(h.Fields)-1]
-			f.Raw = f.Raw[:len(f.Raw)+len(line)]
-		} else {
-			name := ""
+		if (line[0] != ' ' && line[0] != '\t') || start < 0 {
+			add(pos)
+			start, name = pos, ""
 			n := len(line)
 			if n > MaxHeaderNameLen+1 {
 				n = MaxHeaderNameLen + 1
@@ -429,9 +437,9 @@ func SplitHeader(b []byte) Header {
 			if i := bytes.IndexByte(line[:n], ':'); i >= 0 {
 				name = string(bytes.TrimRight(line[:i], " \t"))
 			}
-			h.Fields = append(h.Fields, Field{Name: name, Raw: line[: len(line) : len(line)+len(b)-end]})
 		}
-		b = b[end:]
+		pos = end
 	}
+	add(pos)
 	return h
 }

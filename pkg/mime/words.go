@@ -138,15 +138,16 @@ func unhex(c byte) byte {
 }
 
 // DecodeParam decodes an RFC 2231 extended value, charset'language'%XX...,
-// to UTF-8 (RFC 2231 §4). A value not in that form is returned as it is.
+// to UTF-8 (RFC 2231 §4). A value not in that form is returned as UTF-8
+// text.
 func DecodeParam(v string) string {
 	q1 := strings.IndexByte(v, '\'')
-	if q1 < 0 {
-		return v
+	q2 := -1
+	if q1 >= 0 {
+		q2 = strings.IndexByte(v[q1+1:], '\'')
 	}
-	q2 := strings.IndexByte(v[q1+1:], '\'')
 	if q2 < 0 {
-		return v
+		return string(toUTF8(nil, []byte(v), csUTF8))
 	}
 	cs, text := v[:q1], v[q1+1+q2+1:]
 	raw := make([]byte, 0, len(text))
