@@ -96,7 +96,6 @@ func unhex(c byte) int {
 type qpReader struct {
 	r       *bufio.Reader
 	pending []byte // decoded octets not yet returned
-	line    []byte
 	err     error
 }
 

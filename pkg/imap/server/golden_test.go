@@ -94,8 +94,13 @@ func (s *sexp) nstr() *string {
 // have been folded; fold it back at its first space.
 func (s *sexp) envStr() *string {
 	v := s.nstr()
-	if v == nil || !s.lit || strings.ContainsAny(*v, "\r\n\x80") {
+	if v == nil || !s.lit || strings.ContainsAny(*v, "\r\n") {
 		return v
+	}
+	for i := 0; i < len(*v); i++ {
+		if (*v)[i] >= 0x80 {
+			return v
+		}
 	}
 	f := strings.Replace(*v, " ", "\r\n ", 1)
 	return &f

@@ -20,7 +20,6 @@ type testServer struct {
 	be   *memstore.Backend
 	user *memstore.User
 	addr string
-	log  *strings.Builder
 }
 
 func quietLog() *maillog.Logger {

@@ -43,20 +43,17 @@ func (s *session) cmdList(c *wire.Command) error {
 	if recursive && !selSubscribed && !selSpecial {
 		return s.badReply(c.Tag, "Error in IMAP command LIST: RECURSIVEMATCH needs another selection option.")
 	}
-	var retSubscribed, retChildren, retSpecial bool
+	var retSubscribed bool
 	for _, o := range a.Return {
 		switch o {
 		case "SUBSCRIBED":
 			retSubscribed = true
-		case "CHILDREN":
-			retChildren = true
-		case "SPECIAL-USE":
-			retSpecial = true
+		case "CHILDREN", "SPECIAL-USE":
+			// Always returned, as Dovecot does (RFC 5258 §4 allows it).
 		default:
 			return s.badReply(c.Tag, "Error in IMAP command LIST: Unknown return option "+o+".")
 		}
 	}
-	_, _ = retChildren, retSpecial // children and special-use are always returned, as Dovecot does
 	var statusItems imap.StatusItems
 	if a.HasStatus {
 		var ok bool

@@ -66,7 +66,7 @@ func (v *selected) uidsIn(r imap.UIDSet) imap.UIDSet {
 	return out
 }
 
-var errBadSet = errors.New("Invalid messageset")
+var errBadSet = errors.New("invalid messageset")
 
 // resolve maps a client's set to the UIDs of the view it names. Sequence
 // numbers beyond the mailbox are an error (Dovecot answers BAD); UIDs that

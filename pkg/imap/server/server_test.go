@@ -14,7 +14,7 @@ func TestGreetingCapabilityLogout(t *testing.T) {
 	mustHave(t, out, "* CAPABILITY IMAP4rev1 IMAP4rev2 SASL-IR ID ENABLE IDLE LITERAL+ AUTH=PLAIN")
 	mustNotHave(t, out, "LOGINDISABLED", "STARTTLS")
 	c.ok("b NOOP")
-	out = c.ok("c LOGIN alice secret")
+	c.ok("c LOGIN alice secret")
 	if !strings.Contains(c.cmd("d CAPABILITY")[0], "QRESYNC") {
 		t.Fatal("post-login capabilities")
 	}

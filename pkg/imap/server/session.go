@@ -81,9 +81,8 @@ func newSession(srv *Server, c net.Conn) *session {
 	s.out = wire.NewWriter(s.cw)
 	s.dec = wire.NewDecoder(s.in, srv.cfg.PreAuthLimits)
 	s.dec.Continue = s.continueRequest
-	if tc, ok := c.(*tls.Conn); ok {
-		s.tls, s.secure = true, true
-		_ = tc
+	if _, ok := c.(*tls.Conn); ok {
+		s.tls, s.secure = true, true // implicit TLS (port 993)
 	}
 	if isLoopback(c.RemoteAddr()) && !srv.cfg.NoLoopbackCleartext {
 		s.secure = true

@@ -154,9 +154,6 @@ func (d *Decoder) Release() {
 	d.scratch = nil
 }
 
-// errSyntax is a parse failure; where() adds context.
-var errSyntax = errors.New("syntax error")
-
 // fail builds a BAD error for the current command and skips its rest.
 func (d *Decoder) fail(text string) error {
 	e := &Error{Tag: d.tag, Text: text}

@@ -372,12 +372,15 @@ func TestAppendLiteral(t *testing.T) {
 	if err := d.EndAppend(); err != nil {
 		t.Fatal(err)
 	}
-	c = mustCmd(t, d)
-	r, _ = d.AppendLiteral()
+	if c = mustCmd(t, d); c.Append.Size != 1 || !c.Append.Binary {
+		t.Fatalf("%+v", c.Append)
+	}
+	if _, err := d.AppendLiteral(); err != nil {
+		t.Fatal(err)
+	}
 	if err := d.EndAppend(); err != nil { // store read nothing: drained
 		t.Fatal(err)
 	}
-	_ = r
 	// literal8 is refused outside APPEND.
 	d, _ = dec("a LOGIN ~{1}\r\n", Limits{})
 	wantErr(t, d, "", false)
