@@ -6,6 +6,22 @@
 //
 // Names crossing these interfaces are UTF-8; the engine alone deals with
 // modified UTF-7 on the wire (RFC 3501 §5.1.3) and never builds a path.
+//
+// What a store adapter must provide, in short:
+//
+//   - Message content as IMAP sees it: CRLF line endings, RFC822.SIZE
+//     octets, readable from any offset (Message.Reader). A Maildir keeps LF;
+//     the adapter serves a CRLF view of it.
+//   - The MIME structure with the offsets of every header and body in that
+//     CRLF view (Part), and the ENVELOPE values as raw header text.
+//   - UIDs that only grow, a mod-sequence that grows with every change
+//     (flags, new messages, expunges), and an expunge log answering "what
+//     went away since modseq M" (a superset is allowed).
+//   - \Recent claimed by the first session that learns of a message.
+//   - A notification (Mailbox.SetNotify) when anything may have changed,
+//     from a delivery or from another session or process.
+//   - Errors as *Error values (ErrNonexistent, ErrOverQuota, ...); anything
+//     else becomes NO [SERVERBUG] with the detail only in the log.
 package imap
 
 import (
