@@ -47,7 +47,11 @@ func heapAndStack() uint64 {
 
 // openIdleFleet opens n sessions over net.Pipe and returns the memory
 // they take, heap and goroutine stacks, per session.
-func openIdleFleet(tb testing.TB, n int) (*idleFleet, float64) {
+func openIdleFleet(tb testing.TB, n int) (*idleFleet, float64) { return openFleet(tb, n, false) }
+
+// openFleet opens n sessions over net.Pipe, or over loopback TCP when tcp
+// is set (both ends in this process, so their sockets count too).
+func openFleet(tb testing.TB, n int, tcp bool) (*idleFleet, float64) {
 	be := memstore.New()
 	u := be.AddUser("alice", "secret")
 	for i := 0; i < 10; i++ {
@@ -55,10 +59,27 @@ func openIdleFleet(tb testing.TB, n int) (*idleFleet, float64) {
 	}
 	srv := New(Config{Backend: be, AllowCleartext: true, AuthFailureDelay: -1, Log: quietLog()})
 	f := &idleFleet{srv: srv, user: u, buf: make([]byte, 64*1024)}
+	var l net.Listener
+	if tcp {
+		var err error
+		if l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			tb.Fatal(err)
+		}
+		go srv.Serve(l)
+	}
 	before := heapAndStack()
 	for i := 0; i < n; i++ {
-		cli, sv := net.Pipe()
-		go srv.ServeConn(sv)
+		var cli net.Conn
+		if tcp {
+			var err error
+			if cli, err = net.Dial("tcp", l.Addr().String()); err != nil {
+				tb.Fatal(err)
+			}
+		} else {
+			var sv net.Conn
+			cli, sv = net.Pipe()
+			go srv.ServeConn(sv)
+		}
 		f.readUntil(tb, cli, "ready.\r\n")
 		cli.SetWriteDeadline(time.Now().Add(30 * time.Second))
 		cli.Write([]byte("a LOGIN alice secret\r\nb SELECT INBOX\r\nc IDLE\r\n"))
@@ -110,6 +131,20 @@ func TestIdleSessionMemory(t *testing.T) {
 	t.Logf("a delivery reached all %d sessions in %v", n, d)
 	if d > time.Second {
 		t.Fatalf("delivery took %v to reach every IDLE session", d)
+	}
+}
+
+// Over loopback TCP (both ends in this process).
+func TestIdleSessionMemoryTCP(t *testing.T) {
+	n := 2000
+	if testing.Short() {
+		n = 200
+	}
+	f, per := openFleet(t, n, true)
+	defer f.close(t)
+	t.Logf("%d IDLE sessions over TCP: %.0f bytes of heap and stack per session, client sockets included", n, per)
+	if per > 20*1024 {
+		t.Fatalf("%.0f bytes per idle session, budget 20 KiB", per)
 	}
 }
 

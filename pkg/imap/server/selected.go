@@ -458,7 +458,7 @@ func (s *session) cmdExpunge(c *wire.Command) error {
 		s.storeError(c.Tag, err)
 		return nil
 	}
-	s.done(c, "OK", "Expunge completed.")
+	s.doneExpunged(c, "Expunge completed.")
 	return nil
 }
 

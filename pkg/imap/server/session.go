@@ -446,6 +446,18 @@ func (s *session) done(c *wire.Command, status, text string) {
 	s.reply(c.Tag, status, text)
 }
 
+// doneExpunged ends EXPUNGE, UID EXPUNGE and MOVE: once CONDSTORE is in
+// use the tagged OK carries the new HIGHESTMODSEQ, so a client can note
+// that its cache is current after the expunges (RFC 7162 §3.2.10, as
+// Dovecot does).
+func (s *session) doneExpunged(c *wire.Command, text string) {
+	s.sync(true)
+	if s.condstore() && !s.sel.noModSeq {
+		text = "[HIGHESTMODSEQ " + u64(s.sel.modseq) + "] " + text
+	}
+	s.reply(c.Tag, "OK", text)
+}
+
 // expungesAllowed: EXPUNGE (and VANISHED) must not be sent while
 // responding to FETCH, STORE or SEARCH; the UID forms are exempt
 // (RFC 3501 §7.4.1, RFC 9051 §7.5.1).

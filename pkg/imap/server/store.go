@@ -139,7 +139,7 @@ func (s *session) cmdCopy(c *wire.Command) error {
 		if code != "" {
 			s.out.Raw("* OK " + code + "Moved UIDs.\r\n")
 		}
-		s.done(c, "OK", "Move completed.")
+		s.doneExpunged(c, "Move completed.")
 		return nil
 	}
 	s.done(c, "OK", code+"Copy completed.")
