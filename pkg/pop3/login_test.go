@@ -523,3 +523,17 @@ func TestHandoffRefuse(t *testing.T) {
 	}
 	c.closed()
 }
+
+// HOSTILE 14: a NUL never truncates a name or password on its way to the
+// authenticator; such input is refused before it gets there.
+func TestNULInCredentials(t *testing.T) {
+	c, _, auth, _ := plainLogin(t)
+	c.expect("USER alice", "+OK")
+	c.expect("PASS secret\x00garbage", msgBadChars)
+	c.expect("AUTH PLAIN "+plainIR("", "alice", "secret\x00garbage"), msgAuthFailed)
+	c.expect("AUTH PLAIN", "+ ")
+	c.expect("AGFsaWNl\x00AHNlY3JldA==", msgAuthFailed)
+	if len(auth.calls) != 0 {
+		t.Fatalf("authenticator asked: %+v", auth.calls)
+	}
+}

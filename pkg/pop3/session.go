@@ -92,8 +92,8 @@ type session struct {
 // or "-ERR [IN-USE] ..." when another POP3 session holds the maildrop
 // (RFC 2449 §8.1.2; the connection is then closed and ErrInUse returned).
 //
-// The maildrop is the INBOX as it was at login and stays so (RFC 2180
-// §4.1's rule for IMAP applied to POP3): messages delivered meanwhile wait
+// The maildrop is the INBOX as it was at login and stays so (RFC 2180's
+// practice for IMAP sessions sharing a mailbox, applied to POP3): messages delivered meanwhile wait
 // for the next session, message numbers never change, and a message that
 // another session (IMAP) expunged is still listed but RETR and TOP answer
 // -ERR for it. Deletions happen only at QUIT (UPDATE), for the marked
@@ -115,10 +115,15 @@ func ServeSession(ctx context.Context, h *Handoff, store *mailbox.Store, cfg Ses
 		s.lock.Close()
 	}
 	if reason == "" {
+		var we *writeError
 		switch {
 		case ctx.Err() != nil:
 			reason = "Server shutting down"
 			s.goodbye(msgShutdown)
+		case errors.As(err, &we) && errors.Is(err, os.ErrDeadlineExceeded):
+			reason = "Client stopped reading our output"
+		case errors.As(err, &we):
+			reason = "Connection closed"
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			reason = "Inactivity"
 			s.goodbye(msgInactivity)
@@ -417,8 +422,12 @@ func (s *session) retrieve(c command, top bool) (string, error) {
 	if err != nil && !errors.Is(err, errTopDone) {
 		// The +OK is out and the body is not: the client cannot be told,
 		// so the connection ends (and UPDATE does not happen).
-		s.cfg.Log.Warning("pop3(%s): sending message UID %d: %v", logName(s.h.User), m.uid, err)
-		return "Connection closed", err
+		var we *writeError
+		if !errors.As(err, &we) {
+			s.cfg.Log.Warning("pop3(%s): reading message UID %d: %v", logName(s.h.User), m.uid, err)
+			return "Couldn't read a message", err
+		}
+		return "", err
 	}
 	if err := dw.Close(); err != nil {
 		return "", err

@@ -597,3 +597,78 @@ func TestLogoutLineFormat(t *testing.T) {
 		t.Fatalf("log %q", l)
 	}
 }
+
+// A client that stops reading a RETR is dropped after WriteTimeout, and
+// nothing is deleted.
+func TestWriteTimeout(t *testing.T) {
+	store, dir := newStore(t)
+	big := "Subject: big\n\n" + strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n", 8192)
+	uids := fill(t, store, big, msgLF)
+	c, done, log := startSession(t, store, SessionConfig{WriteTimeout: 100 * time.Millisecond})
+	c.expect("DELE 2", "+OK Marked to be deleted.")
+	c.expect("RETR 1", fmt.Sprintf("+OK %d octets", len(crlf(big))))
+	// The client reads no further.
+	err := wait(t, done)
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("session ended with %v", err)
+	}
+	if got := inbox(t, dir); !slices.Equal(got, uids) {
+		t.Fatalf("deleted: %v", got)
+	}
+	if !log.has("Disconnected: Client stopped reading our output top=0/0, retr=0/0, del=0/2") {
+		t.Fatalf("log %q", log.lines())
+	}
+}
+
+func TestSessionLineFlood(t *testing.T) {
+	store, dir := newStore(t)
+	uids := fill(t, store, msgLF)
+	c, done, _ := startSession(t, store, SessionConfig{})
+	c.expect("DELE 1", "+OK Marked to be deleted.")
+	c.sendAsync(strings.Repeat("x", 2*maxDiscard))
+	if l := c.line(); l != msgTooLong {
+		t.Fatalf("%q", l)
+	}
+	c.closed()
+	if err := wait(t, done); !errors.Is(err, errLineFlood) {
+		t.Fatal(err)
+	}
+	if got := inbox(t, dir); !slices.Equal(got, uids) {
+		t.Fatalf("deleted: %v", got)
+	}
+}
+
+// HOSTILE 47 through both stages over TCP: commands arrive a byte at a
+// time.
+func TestCommandsSplitAcrossSegments(t *testing.T) {
+	store, _ := newStore(t)
+	fill(t, store, msgDots)
+	srv := startServer(t, LoginConfig{}, SessionConfig{}, newFakeAuth(), func(string) *mailbox.Store { return store })
+	c := srv.dial(t)
+	c.line()
+	trickle := func(s string) string {
+		for _, b := range []byte(s + "\r\n") {
+			c.send(string(b))
+		}
+		return c.line()
+	}
+	if l := trickle("USER alice"); l != "+OK" {
+		t.Fatal(l)
+	}
+	if l := trickle("PASS secret"); l != "+OK Logged in." {
+		t.Fatal(l)
+	}
+	if l := trickle("RETR 1"); l != fmt.Sprintf("+OK %d octets", len(msgDots)) {
+		t.Fatal(l)
+	}
+	if b := body(c.multi()); b != msgDots {
+		t.Fatalf("%q", b)
+	}
+	if l := trickle("QUIT"); l != "+OK Logging out." {
+		t.Fatal(l)
+	}
+	c.closed()
+	if err := wait(t, srv.ended); err != nil {
+		t.Fatal(err)
+	}
+}

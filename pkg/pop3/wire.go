@@ -109,8 +109,19 @@ type deadlineWriter struct {
 
 func (w *deadlineWriter) Write(p []byte) (int, error) {
 	w.c.SetWriteDeadline(time.Now().Add(w.timeout))
-	return w.c.Write(p)
+	n, err := w.c.Write(p)
+	if err != nil {
+		err = &writeError{err}
+	}
+	return n, err
 }
+
+// writeError marks a failure to send to the client, which ends a session
+// without a last word: nothing more can be said.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return "pop3: write: " + e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
 
 // dotWriter byte-stuffs a multi-line response body (RFC 1939 §3): a line
 // that starts with "." gets another one, so only the terminating ".\r\n"
