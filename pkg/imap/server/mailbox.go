@@ -252,6 +252,9 @@ func (s *session) cmdAppend(c *wire.Command) error {
 	if a.Size < 0 || a.Size > s.cfg.AppendLimit {
 		return reject("NO", "[TOOBIG] Mail size is too large.")
 	}
+	if a.Size == 0 {
+		return reject("NO", "Can't save a zero byte message.")
+	}
 	if _, err := s.user.Status(bg, name, imap.StatusUIDNext); err != nil {
 		if errors.Is(err, imap.ErrNonexistent) {
 			return reject("NO", "[TRYCREATE] Mailbox doesn't exist: "+c.Mailbox)

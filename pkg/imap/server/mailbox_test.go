@@ -145,6 +145,7 @@ func TestAppend(t *testing.T) {
 	c.expect(`e APPEND INBOX (\Recent) {1}`, "BAD", "")
 	c.expect(`f APPEND INBOX (\Bogus) {1}`, "BAD", "")
 	c.expect(`g APPEND INBOX "31-Feb-2024 00:00:00 +0000" {1}`, "BAD", "")
+	c.expect(`g2 APPEND INBOX {0}`, "NO", "zero byte")
 	// MULTIAPPEND is not offered: a second message is BAD.
 	c.write("h APPEND INBOX {3+}\r\nabc {3+}\r\nxyz\r\n")
 	if out := c.until("h"); !strings.HasPrefix(out[len(out)-1], "h BAD") {

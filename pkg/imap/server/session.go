@@ -200,10 +200,6 @@ func (s *session) next() error {
 		if we.Code != "" {
 			code = "[" + we.Code + "] "
 		}
-		if we.NotBad {
-			s.out.Raw(we.Tag + " NO " + code + we.Text + "\r\n")
-			return nil
-		}
 		return s.badReply(we.Tag, code+"Error in IMAP command: "+we.Text)
 	}
 	return s.execute(cmd)

@@ -710,7 +710,7 @@ func (d *Decoder) appendArgs() (*AppendArgs, error) {
 	a.Size, a.NonSync, a.Binary = n, nonSync, binary || wrapped
 	d.pending = &pendingLiteral{size: n, nonSync: nonSync, wrapped: wrapped, left: n}
 	if nonSync && d.limits.NonSyncMax > 0 && (n < 0 || n > d.limits.NonSyncMax) {
-		return nil, d.tooBig("Non-synchronizing literal too large.", false)
+		return nil, d.tooBig("Non-synchronizing literal too large.")
 	}
 	return a, nil
 }

@@ -97,9 +97,6 @@ type Error struct {
 	Code  string // response code such as "TOOBIG", or ""
 	Text  string
 	Fatal bool
-	// NotBad asks for a tagged NO rather than BAD (APPEND over its
-	// limit: RFC 7889 §4 NO [TOOBIG]).
-	NotBad bool
 }
 
 func (e *Error) Error() string { return e.Text }
@@ -408,8 +405,8 @@ func (d *Decoder) literalSpec(binary bool) (n int64, nonSync, isBinary bool, err
 // tooBig refuses a literal. A synchronising one was never granted, so the
 // client does not send it; a non-synchronising one is already on its way
 // and is consumed (or the connection closed) by skipRest.
-func (d *Decoder) tooBig(text string, notBad bool) error {
-	e := &Error{Tag: d.tag, Code: "TOOBIG", Text: text, NotBad: notBad}
+func (d *Decoder) tooBig(text string) error {
+	e := &Error{Tag: d.tag, Code: "TOOBIG", Text: text}
 	if err := d.skipRest(); err != nil {
 		return d.fatal(err)
 	}
@@ -425,14 +422,14 @@ func (d *Decoder) literal(binary bool) (string, error) {
 	d.literals++
 	switch {
 	case n < 0 || n > d.limits.MaxLiteral:
-		return "", d.tooBig("Literal too large.", false)
+		return "", d.tooBig("Literal too large.")
 	case d.literals > d.limits.MaxLiterals:
-		return "", d.tooBig("Too many literals.", false)
+		return "", d.tooBig("Too many literals.")
 	case d.cmdBytes+n > d.limits.MaxCommand:
-		return "", d.tooBig("Command too large.", false)
+		return "", d.tooBig("Command too large.")
 	case nonSync && d.limits.NonSyncMax > 0 && n > d.limits.NonSyncMax:
 		// RFC 7888 §5: LITERAL- refuses {n+} above 4096 with BAD [TOOBIG].
-		return "", d.tooBig("Non-synchronizing literal too large.", false)
+		return "", d.tooBig("Non-synchronizing literal too large.")
 	}
 	if !nonSync && d.Continue != nil {
 		if err := d.Continue(); err != nil {
