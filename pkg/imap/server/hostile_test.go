@@ -426,3 +426,24 @@ func TestMaxSessions(t *testing.T) {
 }
 
 func itoa(n int) string { return u64(uint64(n)) }
+
+// Slowloris (HOSTILE 35): a command that starts and stalls, or a literal
+// that never completes, ends with a BYE after CommandTimeout.
+func TestHostileSlowCommand(t *testing.T) {
+	ts := newTestServer(t, func(c *Config) { c.CommandTimeout = 300 * time.Millisecond })
+	c := ts.dial()
+	c.write("a LOGIN alice")
+	start := time.Now()
+	mustHave(t, c.until("*"), "* BYE Disconnected for inactivity")
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("took %v", d)
+	}
+	c = ts.login()
+	c.write("b SEARCH TEXT {10}\r\n")
+	if l := c.line(); l != "+ OK" {
+		t.Fatalf("%q", l)
+	}
+	c.write("ab")
+	mustHave(t, c.until("*"), "* BYE Disconnected for inactivity")
+	ts.stillServing()
+}
