@@ -50,7 +50,8 @@ type Part struct {
 	Env *Envelope
 
 	// Opaque is set when a limit stopped the parsing of this part: its
-	// body is not split into parts and it is reported as a leaf.
+	// body (for MaxParts, the rest of it) is not split into parts; a part
+	// that found none is reported as a leaf.
 	Opaque bool
 
 	kind     partKind

@@ -72,6 +72,10 @@ func (s *scanner) fill() bool {
 		n := 2 * len(s.buf)
 		if n < windowSize {
 			n = windowSize
+			if rest := s.size - end; rest < int64(n) {
+				// A small message needs no larger window.
+				n = int(rest) + 1
+			}
 		}
 		nb := make([]byte, n)
 		copy(nb, s.buf[:s.w])
@@ -172,9 +176,6 @@ func (s *scanner) skipLine() (n int64, tail [2]byte) {
 // count consumes n octets that end with an LF or at the end of input.
 func (s *scanner) count(n int) {
 	chunk := s.buf[s.r : s.r+n]
-	lfs := int64(bytes.Count(chunk, []byte{'\n'}))
-	s.lf += lfs
-	s.bare += lfs - int64(bytes.Count(chunk, []byte("\r\n")))
 	s.r += n
 	switch {
 	case n == 0 || chunk[n-1] != '\n':
@@ -183,6 +184,24 @@ func (s *scanner) count(n int) {
 		s.lastTerm = 2
 	default:
 		s.lastTerm = 1
+	}
+	if bytes.IndexByte(chunk, '\r') < 0 {
+		// LF line endings, as Maildir stores them: all bare.
+		lfs := int64(bytes.Count(chunk, []byte{'\n'}))
+		s.lf += lfs
+		s.bare += lfs
+		return
+	}
+	for i := 0; ; i++ {
+		j := bytes.IndexByte(chunk[i:], '\n')
+		if j < 0 {
+			return
+		}
+		i += j
+		s.lf++
+		if i == 0 || chunk[i-1] != '\r' {
+			s.bare++
+		}
 	}
 }
 
