@@ -177,6 +177,7 @@ type login struct {
 	cfg  LoginConfig
 	auth Authenticator
 	conn net.Conn
+	wake *waker
 	in   *lineReader
 	dw   *deadlineWriter
 	out  *bufio.Writer
@@ -205,9 +206,9 @@ func ServeLogin(ctx context.Context, conn net.Conn, cfg LoginConfig, auth Authen
 	l := &login{ctx: ctx, cfg: cfg, auth: auth, conn: conn, start: time.Now()}
 	// Cancellation wakes a blocked read or write; the loop then sees
 	// ctx.Err() (it checks after every deadline it sets).
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	l.wake = wakeOnDone(ctx, conn)
 	h, err := l.run()
-	if !stop() && err == nil {
+	if !l.wake.stop() && err == nil {
 		err = ctx.Err()
 	}
 	if err == nil {
@@ -261,7 +262,7 @@ func (l *login) run() (*Handoff, error) {
 		}
 		l.conn.SetReadDeadline(time.Now().Add(l.cfg.Timeout))
 		if err := l.ctx.Err(); err != nil {
-			l.goodbye(msgShutdown)
+			l.shutdown()
 			return nil, err
 		}
 		line, err := l.in.line(MaxCommandLine)
@@ -276,7 +277,7 @@ func (l *login) run() (*Handoff, error) {
 			return nil, err
 		case err != nil:
 			if l.ctx.Err() != nil {
-				l.goodbye(msgShutdown)
+				l.shutdown()
 				return nil, l.ctx.Err()
 			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -547,6 +548,12 @@ func (l *login) goodbye(s string) {
 	l.dw.timeout = min(l.dw.timeout, goodbyeTimeout)
 	l.reply(s)
 	l.out.Flush()
+}
+
+// shutdown says goodbye when ctx has ended.
+func (l *login) shutdown() {
+	l.wake.settled()
+	l.goodbye(msgShutdown)
 }
 
 // flushIfIdle sends the pending answers unless another pipelined command

@@ -104,8 +104,8 @@ func ServeSession(ctx context.Context, h *Handoff, store *mailbox.Store, cfg Ses
 	cfg = cfg.withDefaults()
 	s := &session{ctx: ctx, cfg: cfg, h: h, conn: h.Conn}
 	defer s.conn.Close()
-	stop := context.AfterFunc(ctx, func() { s.conn.SetDeadline(time.Now()) })
-	defer stop()
+	wake := wakeOnDone(ctx, s.conn)
+	defer wake.stop()
 	s.in = newLineReader(io.MultiReader(bytes.NewReader(h.Buffered), s.conn))
 	s.dw = &deadlineWriter{s.conn, cfg.WriteTimeout}
 	s.out = bufio.NewWriterSize(s.dw, 32<<10)
@@ -119,6 +119,7 @@ func ServeSession(ctx context.Context, h *Handoff, store *mailbox.Store, cfg Ses
 		switch {
 		case ctx.Err() != nil:
 			reason = "Server shutting down"
+			wake.settled()
 			s.goodbye(msgShutdown)
 		case errors.As(err, &we) && errors.Is(err, os.ErrDeadlineExceeded):
 			reason = "Client stopped reading our output"

@@ -3,6 +3,7 @@ package pop3
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -115,6 +116,26 @@ func (w *deadlineWriter) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// waker wakes a read or write blocked on conn when ctx ends, by moving its
+// deadlines to now; the engine then sees ctx.Err() and says goodbye.
+type waker struct {
+	stop func() bool
+	done chan struct{}
+}
+
+func wakeOnDone(ctx context.Context, conn net.Conn) *waker {
+	w := &waker{done: make(chan struct{})}
+	w.stop = context.AfterFunc(ctx, func() {
+		conn.SetDeadline(time.Now())
+		close(w.done)
+	})
+	return w
+}
+
+// settled waits, once ctx has ended, until the deadlines have been moved,
+// so that a goodbye's own deadline is not overwritten by them.
+func (w *waker) settled() { <-w.done }
 
 // writeError marks a failure to send to the client, which ends a session
 // without a last word: nothing more can be said.
