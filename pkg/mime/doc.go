@@ -24,8 +24,6 @@
 // byte. Elsewhere these deliberate choices, all allowed by RFC 3501/9051,
 // can make a difference:
 //
-//   - Strings holding 8-bit octets are sent as literals: an IMAP4rev1
-//     quoted string is 7-bit (RFC 3501 §9, QUOTED-CHAR).
 //   - ENVELOPE address lists stop at MaxAddresses entries.
 //   - A message/rfc822 or message/global part that a limit left unparsed
 //     is described as application/octet-stream: the message grammar would
