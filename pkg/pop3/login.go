@@ -335,8 +335,8 @@ func (l *login) command(line []byte) (*Handoff, error) {
 			l.reply("-ERR No user name given.")
 			return nil, nil
 		}
-		// A failed PASS returns to the start of AUTHORIZATION (RFC 1939
-		// §7): the next try names its user again.
+		// A failed PASS starts AUTHORIZATION over: the next try names
+		// its user again, so guesses cannot ride on an earlier USER.
 		user := l.user
 		l.user = ""
 		return l.authenticate(user, c.rest, sasl.Plain)

@@ -93,13 +93,13 @@ type session struct {
 // (RFC 2449 §8.1.2; the connection is then closed and ErrInUse returned).
 //
 // The maildrop is the INBOX as it was at login and stays so (RFC 2180's
-// practice for IMAP sessions sharing a mailbox, applied to POP3): messages delivered meanwhile wait
-// for the next session, message numbers never change, and a message that
-// another session (IMAP) expunged is still listed but RETR and TOP answer
-// -ERR for it. Deletions happen only at QUIT (UPDATE), for the marked
+// practice for IMAP sessions sharing a mailbox, applied to POP3): messages
+// delivered meanwhile wait for the next session, message numbers never
+// change, and a message that another session (IMAP) expunged is still
+// listed but RETR and TOP answer -ERR for it. Deletions happen only at QUIT (UPDATE), for the marked
 // messages that still exist; a connection that ends any other way deletes
 // nothing (HOSTILE 46). ServeSession closes the connection and returns nil
-// after QUIT, or why the session ended.
+// after a QUIT whose UPDATE succeeded, or why the session ended.
 func ServeSession(ctx context.Context, h *Handoff, store *mailbox.Store, cfg SessionConfig) error {
 	cfg = cfg.withDefaults()
 	s := &session{ctx: ctx, cfg: cfg, h: h, conn: h.Conn}
@@ -115,16 +115,20 @@ func ServeSession(ctx context.Context, h *Handoff, store *mailbox.Store, cfg Ses
 		s.lock.Close()
 	}
 	if reason == "" {
+		// After a failed write nothing more is sent: it could land in the
+		// middle of a RETR body.
 		var we *writeError
 		switch {
-		case ctx.Err() != nil:
+		case errors.As(err, &we) && ctx.Err() != nil:
 			reason = "Server shutting down"
-			wake.settled()
-			s.goodbye(msgShutdown)
 		case errors.As(err, &we) && errors.Is(err, os.ErrDeadlineExceeded):
 			reason = "Client stopped reading our output"
 		case errors.As(err, &we):
 			reason = "Connection closed"
+		case ctx.Err() != nil:
+			reason = "Server shutting down"
+			wake.settled()
+			s.goodbye(msgShutdown)
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			reason = "Inactivity"
 			s.goodbye(msgInactivity)
@@ -463,13 +467,13 @@ func (s *session) update() (string, error) {
 			s.cfg.Log.Warning("pop3(%s): set \\Seen: %v", logName(s.h.User), err)
 		}
 	}
-	reply := "+OK Logging out."
+	reply, result := "+OK Logging out.", ErrQuit
 	if len(del) > 0 {
 		done, err := s.mb.Expunge(del, false)
 		s.deleted = len(done)
 		if err != nil {
 			s.cfg.Log.Warning("pop3(%s): expunge: %v", logName(s.h.User), err)
-			reply = "-ERR [SYS/TEMP] Some deleted messages were not removed."
+			reply, result = "-ERR [SYS/TEMP] Some deleted messages were not removed.", fmt.Errorf("pop3: update: %w", err)
 		} else {
 			reply = "+OK Logging out, messages deleted."
 		}
@@ -477,7 +481,7 @@ func (s *session) update() (string, error) {
 	s.lock.Close()
 	s.lock = nil
 	s.goodbye(reply)
-	return "Logged out", ErrQuit
+	return "Logged out", result
 }
 
 // badCommand answers an unknown or malformed command and ends the

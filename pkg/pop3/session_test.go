@@ -672,3 +672,39 @@ func TestCommandsSplitAcrossSegments(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A shutdown in the middle of a RETR body ends the connection without a
+// terminator and without a stray line the client would take for content.
+func TestShutdownDuringRetr(t *testing.T) {
+	store, dir := newStore(t)
+	big := "Subject: big\n\n" + strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n", 8192)
+	uids := fill(t, store, big)
+	ctx, cancel := context.WithCancel(context.Background())
+	log := newTestLog()
+	c, done := sessionPipe(t, ctx, store, SessionConfig{Log: log.l}, "")
+	c.line()
+	c.expect("DELE 1", "+OK Marked to be deleted.")
+	c.expect("RSET", "+OK")
+	c.expect("RETR 1", fmt.Sprintf("+OK %d octets", len(crlf(big))))
+	// The client reads nothing more, so the server is stuck in the body
+	// until the cancellation. Had it tried to say goodbye, that write
+	// would have waited goodbyeTimeout for this client.
+	start := time.Now()
+	cancel()
+	if err := wait(t, done); !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d >= goodbyeTimeout {
+		t.Fatalf("the session tried to write after its write failed (ended after %v)", d)
+	}
+	rest, _ := io.ReadAll(c.br)
+	if strings.HasSuffix(string(rest), "\r\n.\r\n") || strings.Contains(string(rest), "-ERR") {
+		t.Fatalf("after shutdown the client read %d octets ending %q", len(rest), rest[max(0, len(rest)-40):])
+	}
+	if got := inbox(t, dir); !slices.Equal(got, uids) {
+		t.Fatalf("deleted: %v", got)
+	}
+	if !log.has("Disconnected: Server shutting down top=0/0, retr=0/0") {
+		t.Fatalf("log %q", log.lines())
+	}
+}
