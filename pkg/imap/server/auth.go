@@ -214,9 +214,15 @@ func (s *session) cmdEnable(c *wire.Command) {
 			// RFC 7162 §3.2.3: QRESYNC implies CONDSTORE.
 			bit = extQResync | extCondStore
 		case "IMAP4REV2":
+			if s.cfg.NoIMAP4rev2 {
+				continue
+			}
 			bit = extRev2
 			cap = "IMAP4rev2"
 		case "UTF8=ACCEPT":
+			if s.cfg.NoUTF8Accept {
+				continue
+			}
 			bit = extUTF8
 		default:
 			continue

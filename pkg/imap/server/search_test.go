@@ -189,3 +189,17 @@ func TestIDAndNoop(t *testing.T) {
 	mustHave(t, c.ok(`a ID ("name" "Thunderbird" "version" "128.0")`), `* ID ("name" "posthorn" "vendor" "x")`)
 	mustHave(t, c.ok("b ID NIL"), `* ID ("name" "posthorn"`)
 }
+
+func TestWithholdRev2AndUTF8(t *testing.T) {
+	ts := newTestServer(t, func(c *Config) { c.NoIMAP4rev2, c.NoUTF8Accept = true, true })
+	c := ts.dial()
+	mustNotHave(t, c.ok("a CAPABILITY"), "IMAP4rev2")
+	c.ok("b LOGIN alice secret")
+	out := c.ok("c CAPABILITY")
+	mustNotHave(t, out, "IMAP4rev2", "UTF8=ACCEPT")
+	mustHave(t, out, "IMAP4rev1", "QRESYNC")
+	if out := c.ok("d ENABLE IMAP4rev2 UTF8=ACCEPT CONDSTORE"); out[0] != "* ENABLED CONDSTORE" {
+		t.Fatalf("%q", out)
+	}
+	mustHave(t, c.ok("e SELECT INBOX"), "* 0 RECENT")
+}

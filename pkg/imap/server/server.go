@@ -19,6 +19,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,6 +66,10 @@ type Config struct {
 	// QuotaResources lists the RFC 9208 resources the store reports
 	// (default STORAGE and MESSAGE).
 	QuotaResources []string
+	// NoIMAP4rev2 and NoUTF8Accept withhold IMAP4rev2 (RFC 9051) and
+	// UTF8=ACCEPT (RFC 6855), which Dovecot 2.3 does not offer, for sites
+	// whose clients misbehave once they see them.
+	NoIMAP4rev2, NoUTF8Accept bool
 
 	// Limits bound commands after login; PreAuthLimits before login
 	// (defaults wire.DefaultLimits and wire.PreAuthLimits).
@@ -314,6 +319,12 @@ func (s *Server) buildPostAuthCaps() string {
 		"NAMESPACE", "UNSELECT", "CHILDREN", "UIDPLUS", "MOVE", "LIST-EXTENDED", "LIST-STATUS",
 		"SPECIAL-USE", "CREATE-SPECIAL-USE", "ESEARCH", "SEARCHRES", "CONDSTORE", "QRESYNC", "BINARY",
 		"STATUS=SIZE", "APPENDLIMIT=" + strconv.FormatInt(s.cfg.AppendLimit, 10), "UTF8=ACCEPT", "QUOTA"}
+	if s.cfg.NoIMAP4rev2 {
+		c = slices.DeleteFunc(c, func(x string) bool { return x == "IMAP4rev2" })
+	}
+	if s.cfg.NoUTF8Accept {
+		c = slices.DeleteFunc(c, func(x string) bool { return x == "UTF8=ACCEPT" })
+	}
 	for _, r := range s.cfg.QuotaResources {
 		c = append(c, "QUOTA=RES-"+r)
 	}

@@ -275,7 +275,11 @@ func (s *session) capabilities() string {
 		return s.srv.capsPostAuth
 	}
 	var b strings.Builder
-	b.WriteString("IMAP4rev1 IMAP4rev2 SASL-IR ID ENABLE IDLE ")
+	b.WriteString("IMAP4rev1 ")
+	if !s.cfg.NoIMAP4rev2 {
+		b.WriteString("IMAP4rev2 ")
+	}
+	b.WriteString("SASL-IR ID ENABLE IDLE ")
 	b.WriteString(s.srv.literalCap())
 	if !s.tls && (s.cfg.TLSConfig != nil || s.cfg.StartTLS != nil) {
 		b.WriteString(" STARTTLS")
