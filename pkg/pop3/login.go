@@ -24,8 +24,9 @@ type LoginConfig struct {
 	// as a *tls.Conn is implicit TLS (port 995) and never offers it.
 	TLS *tls.Config
 	// AllowPlaintext says whether a connection without TLS may send a
-	// password (USER/PASS, AUTH PLAIN/LOGIN). nil allows loopback only,
-	// Dovecot's auth_allow_cleartext = no (HOSTILE 10, RFC 8314).
+	// password (USER/PASS, AUTH PLAIN/LOGIN); it is asked once, when the
+	// connection starts. nil allows loopback only, Dovecot's
+	// auth_allow_cleartext = no (HOSTILE 10, RFC 8314).
 	AllowPlaintext func(c net.Conn) bool
 	// Timeout is how long the client may stay silent before each command
 	// and how long the TLS handshake and each write may take (60s: a
@@ -127,8 +128,8 @@ type Handoff struct {
 	// Conn is the client connection: a *tls.Conn after STLS or on an
 	// implicit TLS port. Deadlines are cleared.
 	Conn net.Conn
-	// TLS: the session runs over TLS (a login process relaying a TLS
-	// session to a worker sets it from login.Session.TLS).
+	// TLS: the session runs over TLS (a worker serving a TLS session that
+	// the login process relays sets it from login.Session.TLS).
 	TLS bool
 	// Secured: TLS, or plaintext allowed on this connection.
 	Secured bool
