@@ -9,7 +9,7 @@ TOOLS    = posthorn sendmail mailq newaliases
 BUILD_DEBS = gcc libc6-dev libpam0g-dev
 # Packages the tests drive as real clients and peers. postfix brings
 # smtp-sink(1), the remote SMTP server of the outbound client's tests.
-TEST_DEBS = swaks python3 mandoc postfix bsd-mailx
+TEST_DEBS = swaks python3 mandoc postfix debootstrap bsd-mailx
 
 .PHONY: all build build-deps run test test-deps bench install clean fuzz
 
@@ -78,6 +78,12 @@ install: build
 	install -m 0755 bin/newaliases $(DESTDIR)$(PREFIX)/bin/newaliases
 	[ -e $(DESTDIR)/etc/posthorn/posthorn.toml ] || install -m 0644 etc/posthorn.toml $(DESTDIR)/etc/posthorn/posthorn.toml
 	for m in man/*.[158]; do [ -e "$$m" ] || continue; s=$${m##*.}; install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
+
+# A Debian package of the built programs, made with dpkg-deb alone (see
+# etc/debian/build-deb.sh): posthorn_VERSION_ARCH.deb in this folder.
+.PHONY: deb
+deb: build
+	sh etc/debian/build-deb.sh -b bin -o .
 
 clean:
 	rm -rf bin run
