@@ -21,6 +21,9 @@ import (
 const (
 	ActionFailed    = "failed"
 	ActionDelivered = "delivered"
+	// ActionDelayed is a delay warning (Postfix's delay_warning_time):
+	// the message is still being retried.
+	ActionDelayed = "delayed"
 )
 
 // Failure is one recipient in a report: one that could not be delivered
@@ -83,10 +86,13 @@ func Build(r Report, original io.Reader) []byte {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	success := len(r.Failures) > 0
+	success, delayed := len(r.Failures) > 0, len(r.Failures) > 0
 	for _, f := range r.Failures {
 		if f.Action != ActionDelivered {
 			success = false
+		}
+		if f.Action != ActionDelayed {
+			delayed = false
 		}
 	}
 	limit := r.FullLimit
@@ -108,6 +114,8 @@ func Build(r Report, original io.Reader) []byte {
 	fmt.Fprintf(&b, "To: <%s>\n", oneLine(r.Sender))
 	if success {
 		b.WriteString("Subject: Successful Mail Delivery Report\n")
+	} else if delayed {
+		b.WriteString("Subject: Delayed Mail (still being retried)\n")
 	} else {
 		b.WriteString("Subject: Undelivered Mail Returned to Sender\n")
 	}
@@ -125,6 +133,9 @@ func Build(r Report, original io.Reader) []byte {
 		b.WriteString("Your message was successfully delivered to the destination(s)\n")
 		b.WriteString("listed below. If the message was delivered to mailbox you will\n")
 		b.WriteString("receive no further notifications.\n\n")
+	} else if delayed {
+		b.WriteString("Your message could not be delivered for more than a while.\n")
+		b.WriteString("It will be retried until it is too old; you need not send it again.\n\n")
 	} else {
 		b.WriteString("I'm sorry to have to inform you that your message could not\n")
 		b.WriteString("be delivered to one or more recipients. It's attached below.\n\n")
@@ -161,6 +172,13 @@ func Build(r Report, original io.Reader) []byte {
 				dsn = "2.0.0"
 			}
 			fmt.Fprintf(&b, "Status: %s\n", dsn)
+		} else if f.Action == ActionDelayed {
+			b.WriteString("Action: delayed\n")
+			dsn := f.DSN
+			if dsn == "" || dsn[0] != '4' {
+				dsn = "4.0.0"
+			}
+			fmt.Fprintf(&b, "Status: %s\n", dsn)
 		} else {
 			b.WriteString("Action: failed\n")
 			dsn := f.DSN
@@ -182,6 +200,8 @@ func Build(r Report, original io.Reader) []byte {
 	what := "Undelivered"
 	if success {
 		what = "Delivered"
+	} else if delayed {
+		what = "Delayed"
 	}
 	if fits {
 		fmt.Fprintf(&b, "--%s\nContent-Description: %s Message\nContent-Type: message/rfc822\n\n", boundary, what)

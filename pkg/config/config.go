@@ -124,6 +124,9 @@ type Queue struct {
 	MaximalBackoff   Duration `toml:"maximal_backoff_time"`
 	MaximalLifetime  Duration `toml:"maximal_queue_lifetime"`
 	BounceLifetime   Duration `toml:"bounce_queue_lifetime"`
+	// DelayWarningTime sends the sender a warning once a message has
+	// waited this long (Postfix's delay_warning_time); 0 turns it off.
+	DelayWarningTime Duration `toml:"delay_warning_time"`
 	LocalConcurrency int      `toml:"local_concurrency"`
 }
 

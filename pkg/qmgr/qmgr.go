@@ -394,6 +394,7 @@ func (m *Manager) finish(qf *spool.File) {
 		if err := m.spool.SetNextAttempt(spool.Deferred, qf.ID, time.Now().Add(wait)); err != nil {
 			m.log.Warning("%s: %v", qf.ID, err)
 		}
+		m.warnDelay(qf)
 		return
 	}
 	var failures, delivered []bounce.Failure
@@ -444,6 +445,29 @@ func (m *Manager) finish(qf *spool.File) {
 	m.log.Info("%s: removed", qf.ID)
 }
 
+// warnDelay tells the sender, once, that a message has waited longer than
+// queue.delay_warning_time (RFC 3464 Action: delayed), for the recipients
+// still pending whose NOTIFY asks for delays.
+func (m *Manager) warnDelay(qf *spool.File) {
+	wt := m.config().Queue.DelayWarningTime.D()
+	if wt <= 0 || qf.Sender == "" || !qf.Warned.IsZero() || time.Since(qf.Arrival) < wt {
+		return
+	}
+	var delayed []bounce.Failure
+	for _, i := range qf.Pending() {
+		rc := qf.Rcpts[i]
+		delayed = append(delayed, bounce.Failure{Recipient: rc.Addr, Orig: rc.Params["ORCPT"],
+			DSN: rc.DSN, Reason: rc.Reason, Action: bounce.ActionDelayed})
+	}
+	if err := m.queueBounce(qf, delayed); err != nil {
+		m.log.Warning("%s: cannot queue delay warning: %v", qf.ID, err)
+		return
+	}
+	if err := qf.MarkWarned(time.Now()); err != nil {
+		m.log.Warning("%v", err)
+	}
+}
+
 // queueBounce durably queues a delivery status notification to the
 // sender: a non-delivery report, or a success notice when every entry is
 // bounce.ActionDelivered. Recipients whose NOTIFY did not ask for this kind
@@ -456,7 +480,11 @@ func (m *Manager) queueBounce(qf *spool.File, failures []bounce.Failure) error {
 	success := true
 	for _, f := range failures {
 		kind := "SUCCESS"
-		if f.Action != bounce.ActionDelivered {
+		switch f.Action {
+		case bounce.ActionDelayed:
+			kind, success = "DELAY", false
+		case bounce.ActionDelivered:
+		default:
 			kind, success = "FAILURE", false
 		}
 		notify := ""
@@ -490,6 +518,8 @@ func (m *Manager) queueBounce(qf *spool.File, failures []bounce.Failure) error {
 	}
 	if success {
 		m.log.Info("%s: sender delivery status notification: %s", qf.ID, w.ID())
+	} else if report[0].Action == bounce.ActionDelayed {
+		m.log.Info("%s: sender delay notification: %s", qf.ID, w.ID())
 	} else {
 		m.log.Info("%s: sender non-delivery notification: %s", qf.ID, w.ID())
 	}

@@ -333,3 +333,36 @@ func TestUnreachableTransportDoesNotBlockOthersAndExpires(t *testing.T) {
 	}
 	h.waitFor("the bounce to the sender", func() bool { return h.agent.count("sender@x ") == 1 })
 }
+
+func TestDelayWarningOnce(t *testing.T) {
+	h := start(t, func(c *config.Config) { c.Queue.DelayWarningTime = config.Duration(500 * time.Millisecond) })
+	h.agent.results["slow@y"] = agent.Tempfail("4.2.1", "mailbox busy")
+	id := h.queue("sender@x", "slow@y")
+	h.waitFor("a delay warning", func() bool { return h.agent.count("sender@x ") == 1 })
+	h.agent.mu.Lock()
+	var warning string
+	for _, g := range h.agent.got {
+		if strings.HasPrefix(g, "sender@x ") {
+			warning = g
+		}
+	}
+	h.agent.mu.Unlock()
+	for _, want := range []string{"Subject: Delayed Mail (still being retried)", "Action: delayed", "Status: 4.2.1", "Final-Recipient: rfc822; slow@y"} {
+		if !strings.Contains(warning, want) {
+			t.Errorf("warning lacks %q:\n%s", want, warning)
+		}
+	}
+	// More attempts, no second warning.
+	h.waitFor("two more attempts", func() bool { return h.agent.count("slow@y ") >= 3 })
+	if n := h.agent.count("sender@x "); n != 1 {
+		t.Fatalf("%d warnings, want 1", n)
+	}
+	h.waitFor("the warning recorded in the queue file", func() bool {
+		for _, q := range []string{spool.Deferred, spool.Active} {
+			if env, _, err := spool.ReadEnvelope(h.sp.Path(q, id)); err == nil && !env.Warned.IsZero() {
+				return true
+			}
+		}
+		return false
+	})
+}

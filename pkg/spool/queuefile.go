@@ -16,6 +16,7 @@
 //	content <length, 20 digits>
 //	<length bytes: the message, LF line endings>
 //	done <rcpt#> <status> <Unix nanoseconds> <dsn> <reason>
+//	warned <Unix nanoseconds>         (a delay warning went to the sender)
 //	...
 //
 // Every value is escaped: bytes outside 0x21-0x7E, and '%', become %XX, so
@@ -107,6 +108,8 @@ type Envelope struct {
 	Sender  string            // "" is the null sender
 	Attrs   map[string]string // client, helo, protocol, body, smtputf8 ...
 	Rcpts   []Recipient
+	// Warned is when a delay warning was sent (zero: never).
+	Warned time.Time
 }
 
 // Pending returns the indexes of recipients not yet final.
@@ -304,6 +307,15 @@ func (p *parsed) parseResults(r io.ReaderAt) error {
 			return nil
 		}
 		f := strings.Split(strings.TrimSuffix(s, "\n"), " ")
+		if len(f) == 2 && f[0] == "warned" {
+			ns, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				return nil
+			}
+			p.env.Warned = time.Unix(0, ns)
+			p.validEnd += int64(len(s))
+			continue
+		}
 		if len(f) != 6 || f[0] != "done" {
 			// A damaged tail: trust what came before it.
 			return nil

@@ -337,6 +337,21 @@ func (qf *File) Record(results ...Result) error {
 	return nil
 }
 
+// MarkWarned durably records that a delay warning was sent, so it is sent
+// once.
+func (qf *File) MarkWarned(t time.Time) error {
+	rec := []byte(fmt.Sprintf("warned %d\n", t.UnixNano()))
+	if _, err := qf.f.WriteAt(rec, qf.end); err != nil {
+		return fmt.Errorf("spool: %s: record warning: %w", qf.ID, err)
+	}
+	if err := fdatasync(qf.f); err != nil {
+		return fmt.Errorf("spool: %s: record warning: %w", qf.ID, err)
+	}
+	qf.end += int64(len(rec))
+	qf.Warned = t
+	return nil
+}
+
 // Result is one recipient's delivery outcome.
 type Result struct {
 	Index  int
