@@ -119,11 +119,11 @@ type SMTPD struct {
 
 // Queue configures qmgr (Postfix's defaults).
 type Queue struct {
-	RunDelay         Duration `toml:"queue_run_delay"`
-	MinimalBackoff   Duration `toml:"minimal_backoff_time"`
-	MaximalBackoff   Duration `toml:"maximal_backoff_time"`
-	MaximalLifetime  Duration `toml:"maximal_queue_lifetime"`
-	BounceLifetime   Duration `toml:"bounce_queue_lifetime"`
+	RunDelay        Duration `toml:"queue_run_delay"`
+	MinimalBackoff  Duration `toml:"minimal_backoff_time"`
+	MaximalBackoff  Duration `toml:"maximal_backoff_time"`
+	MaximalLifetime Duration `toml:"maximal_queue_lifetime"`
+	BounceLifetime  Duration `toml:"bounce_queue_lifetime"`
 	// DelayWarningTime sends the sender a warning once a message has
 	// waited this long (Postfix's delay_warning_time); 0 turns it off.
 	DelayWarningTime Duration `toml:"delay_warning_time"`
