@@ -27,6 +27,7 @@ import (
 	"github.com/posthorn/posthorn/pkg/recipient"
 	"github.com/posthorn/posthorn/pkg/smtp/server"
 	"github.com/posthorn/posthorn/pkg/spool"
+	"github.com/posthorn/posthorn/pkg/tlscert"
 )
 
 // listenerModes names the listeners master passes (pkg/master's service
@@ -47,10 +48,8 @@ var listenerModes = []struct {
 func Run(d *daemon.D) error {
 	cfg := d.Config()
 	b := NewBackend(cfg, d.Log)
-	certs := &certStore{}
-	if err := certs.load(cfg); err != nil {
-		d.Log.Warning("%v; STARTTLS and implicit TLS are off", err)
-	}
+	certs := &tlscert.Store{}
+	certs.Reload(cfg, d.Log, "STARTTLS and implicit TLS are off")
 	a := NewAuthenticator(cfg)
 	srv := server.New(ServerConfig(cfg, d.Log, certs, a), b)
 	n := 0
@@ -66,13 +65,7 @@ func Run(d *daemon.D) error {
 	for {
 		select {
 		case cfg = <-d.Reload:
-			if err := certs.load(cfg); err != nil {
-				if certs.ok() {
-					d.Log.Warning("%v; keeping the certificate read before", err)
-				} else {
-					d.Log.Warning("%v; STARTTLS and implicit TLS are off", err)
-				}
-			}
+			certs.Reload(cfg, d.Log, "STARTTLS and implicit TLS are off")
 			b.SetConfig(cfg)
 			srv.SetConfig(ServerConfig(cfg, d.Log, certs, a))
 		case <-d.Ctx.Done():
@@ -85,7 +78,7 @@ func Run(d *daemon.D) error {
 
 // ServerConfig maps the configuration onto the protocol engine's settings.
 // certs nil or empty leaves TLS off; a nil Authenticator leaves AUTH off.
-func ServerConfig(cfg *config.Config, log *maillog.Logger, certs *certStore, a server.Authenticator) server.Config {
+func ServerConfig(cfg *config.Config, log *maillog.Logger, certs *tlscert.Store, a server.Authenticator) server.Config {
 	sc := server.Config{
 		Hostname:              cfg.Hostname,
 		Banner:                cfg.SMTPD.Banner,
@@ -103,47 +96,12 @@ func ServerConfig(cfg *config.Config, log *maillog.Logger, certs *certStore, a s
 		PlaintextAuthLoopback: cfg.SMTPD.AllowPlaintextAuthOnLoopback,
 		ReceivedAuthUser:      cfg.SMTPD.ReceivedAuthUser,
 	}
-	if certs.ok() {
+	if certs.OK() {
 		// The engine adds its policy (TLS 1.2 and later, modern suites, no
 		// session tickets).
-		sc.TLS = &tls.Config{GetCertificate: certs.get}
+		sc.TLS = &tls.Config{GetCertificate: certs.Get}
 	}
 	return sc
-}
-
-// certStore holds the certificate and key of cfg.TLS. Every handshake
-// takes the pair from here, so a reload that replaces it applies to the
-// next handshake without touching sessions in progress.
-type certStore struct {
-	mu   sync.Mutex
-	cert *tls.Certificate
-}
-
-// load reads the pair; on failure the pair read before stays.
-func (c *certStore) load(cfg *config.Config) error {
-	pair, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
-	if err != nil {
-		return fmt.Errorf("tls: %w", err)
-	}
-	c.mu.Lock()
-	c.cert = &pair
-	c.mu.Unlock()
-	return nil
-}
-
-func (c *certStore) ok() bool {
-	if c == nil {
-		return false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.cert != nil
-}
-
-func (c *certStore) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.cert, nil
 }
 
 // NewAuthenticator returns the engine's Authenticator backed by the auth
