@@ -261,3 +261,15 @@ type Message interface {
 type TextMatcher interface {
 	MatchText(kind SearchOp, field, needle string) (bool, error)
 }
+
+// StructureText may be implemented by a Message whose parser writes
+// ENVELOPE and BODY/BODYSTRUCTURE itself (pkg/mime writes them exactly as
+// Dovecot does, string quoting included). The engine then sends these
+// values as they are instead of serialising Structure, so the answer does
+// not depend on how the engine would quote the same text.
+type StructureText interface {
+	// EnvelopeText is the ENVELOPE value, parenthesised list included.
+	EnvelopeText() string
+	// BodyStructureText is BODYSTRUCTURE (extended) or BODY.
+	BodyStructureText(extended bool) string
+}

@@ -144,6 +144,11 @@ func (s *session) login(tag, authz, user, pass, method string) error {
 		}
 		return s.authFailed(tag, user, method, e.Text)
 	}
+	if s.cfg.TakeOver != nil {
+		s.takeover = &Handoff{User: u, Tag: tag, Input: s.in.Take(), Secure: s.secure}
+		s.state = stateLogout
+		return nil
+	}
 	s.user = u
 	s.state = stateAuth
 	s.dec.SetLimits(s.cfg.Limits)

@@ -227,13 +227,25 @@ func (f *fetcher) item(it wire.FetchItem, mi *imap.MessageInfo, msg imap.Message
 		out.Raw("MODSEQ (" + u64(mi.ModSeq) + ")")
 	case wire.FetchEnvelope:
 		out.Raw("ENVELOPE ")
-		writeEnvelope(out, root.Envelope)
+		if st, ok := msg.(imap.StructureText); ok {
+			out.Raw(st.EnvelopeText())
+		} else {
+			writeEnvelope(out, root.Envelope)
+		}
 	case wire.FetchBody:
 		out.Raw("BODY ")
-		writeBodyStructure(out, root, false)
+		if st, ok := msg.(imap.StructureText); ok {
+			out.Raw(st.BodyStructureText(false))
+		} else {
+			writeBodyStructure(out, root, false)
+		}
 	case wire.FetchBodyStructure:
 		out.Raw("BODYSTRUCTURE ")
-		writeBodyStructure(out, root, true)
+		if st, ok := msg.(imap.StructureText); ok {
+			out.Raw(st.BodyStructureText(true))
+		} else {
+			writeBodyStructure(out, root, true)
+		}
 	case wire.FetchRFC822:
 		out.Raw("RFC822 ")
 		return f.region(msg, 0, mi.Size, nil, false, wire.Section{})

@@ -226,3 +226,32 @@ func TestServeAuthenticated(t *testing.T) {
 	}
 	c.ok("c LIST \"\" *")
 }
+
+// TakeOver gets a logged-in connection with the tag and the commands the
+// client pipelined behind LOGIN, and nothing has answered the login yet.
+func TestTakeOver(t *testing.T) {
+	worker := newTestServer(t, nil)
+	got := make(chan Handoff, 1)
+	ts := newTestServer(t, func(c *Config) {
+		c.TakeOver = func(conn net.Conn, h Handoff) {
+			got <- h
+			worker.srv.ServeAuthenticated(conn, h)
+		}
+	})
+	ts.user.Deliver("INBOX", []byte(simpleMsg))
+	c := ts.dial()
+	c.write("L1 LOGIN alice secret\r\na SELECT INBOX\r\n")
+	if l := c.line(); !strings.HasPrefix(l, "L1 OK [CAPABILITY IMAP4rev1") {
+		t.Fatalf("%q", l)
+	}
+	h := <-got
+	if h.Tag != "L1" || !h.Secure || h.User.Username() != "alice" {
+		t.Fatalf("handoff %+v", h)
+	}
+	if string(h.Input) != "a SELECT INBOX\r\n" {
+		// The pipelined command may not have arrived with LOGIN; then
+		// it came straight through the connection.
+		t.Logf("input %q", h.Input)
+	}
+	mustHave(t, c.until("a"), "* 1 EXISTS", "a OK [READ-WRITE]")
+}

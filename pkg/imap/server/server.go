@@ -105,6 +105,17 @@ type Config struct {
 	// MaxSessions caps concurrent sessions of a Server (0: no cap).
 	MaxSessions int
 
+	// TakeOver, when set, replaces the answer to a successful LOGIN or
+	// AUTHENTICATE: the session ends without writing to or closing the
+	// connection and TakeOver receives it (the *tls.Conn after STARTTLS or
+	// on port 993) with the User the Backend returned, the command's tag,
+	// the octets the client already sent behind the command and whether
+	// the connection is secure. imap-login uses it to pass the session to
+	// the user's imapd, which answers the tag (ServeAuthenticated). It is
+	// called on the session's goroutine, with no deadline set on c; c is
+	// TakeOver's to close.
+	TakeOver func(c net.Conn, h Handoff)
+
 	// Log receives one line per login, logout and error; nil uses
 	// maillog.Default().
 	Log *maillog.Logger

@@ -52,7 +52,9 @@ type session struct {
 
 	user imap.User
 	info *imap.ConnInfo
-	sel  *selected
+	// takeover is set when a login passes the connection on (Config.TakeOver).
+	takeover *Handoff
+	sel      *selected
 
 	// idling is set while the session waits in IDLE; wake is set by the
 	// store's notification. See idle.go.
@@ -151,6 +153,19 @@ func (s *session) run(h *Handoff) {
 }
 
 func (s *session) cleanup() {
+	if h := s.takeover; h != nil {
+		// Whatever was written before the login command must reach the
+		// client before another process writes to the connection.
+		s.out.Flush()
+		s.out.Release()
+		s.mu.Lock()
+		s.closed.Store(true) // a late shutdown must not touch c now
+		c := s.conn
+		s.mu.Unlock()
+		c.SetDeadline(time.Time{})
+		s.cfg.TakeOver(c, *h)
+		return
+	}
 	s.out.Release()
 	if s.sel != nil {
 		s.sel.close()

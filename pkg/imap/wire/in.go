@@ -209,3 +209,16 @@ func (in *In) Preload(b []byte) {
 	copy(buf[len(b):], rest)
 	in.r, in.w = 0, n
 }
+
+// Take returns and consumes every octet read but not yet consumed, for a
+// connection that moves to another process (imap-login handing a session
+// to imapd, which gets them back with Preload).
+func (in *In) Take() []byte {
+	if in.buf == nil || in.r == in.w {
+		return nil
+	}
+	out := append([]byte(nil), (*in.buf)[in.r:in.w]...)
+	in.r = in.w
+	in.release()
+	return out
+}
