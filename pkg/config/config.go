@@ -56,6 +56,8 @@ type Config struct {
 
 	Log     Log     `toml:"log"`
 	SMTPD   SMTPD   `toml:"smtpd"`
+	POP3    POP3    `toml:"pop3"`
+	IMAP    IMAP    `toml:"imap"`
 	Queue   Queue   `toml:"queue"`
 	Local   Local   `toml:"local"`
 	Virtual Virtual `toml:"virtual"`
@@ -72,6 +74,25 @@ type Log struct {
 	Target string `toml:"target"`
 	// SyslogName is the first part of every tag: posthorn/smtpd[PID].
 	SyslogName string `toml:"syslog_name"`
+}
+
+// POP3 configures the POP3 service (pop3-login, pop3d).
+type POP3 struct {
+	// Listen are the addresses of POP3 with STLS (port 110).
+	Listen []string `toml:"listen"`
+	// ListenTLS are the addresses of POP3S, implicit TLS (port 995).
+	ListenTLS []string `toml:"listen_tls"`
+}
+
+// IMAP configures the IMAP service (imap-login, imapd).
+type IMAP struct {
+	// Listen are the addresses of IMAP with STARTTLS (port 143).
+	Listen []string `toml:"listen"`
+	// ListenTLS are the addresses of IMAPS, implicit TLS (port 993).
+	ListenTLS []string `toml:"listen_tls"`
+	// Quota limits the storage of every mailbox, in bytes (Maildir++
+	// maildirsize, IMAP QUOTA); 0 means none.
+	Quota int64 `toml:"quota"`
 }
 
 // SMTPD configures the SMTP server.
@@ -356,6 +377,14 @@ func Defaults() *Config {
 			SubmissionListen:             []string{"0.0.0.0:587", "[::]:587"},
 			SubmissionsListen:            []string{"0.0.0.0:465", "[::]:465"},
 			AllowPlaintextAuthOnLoopback: true,
+		},
+		POP3: POP3{
+			Listen:    []string{"0.0.0.0:110", "[::]:110"},
+			ListenTLS: []string{"0.0.0.0:995", "[::]:995"},
+		},
+		IMAP: IMAP{
+			Listen:    []string{"0.0.0.0:143", "[::]:143"},
+			ListenTLS: []string{"0.0.0.0:993", "[::]:993"},
 		},
 		Queue: Queue{
 			RunDelay:         Duration(300 * time.Second),

@@ -50,7 +50,7 @@ var (
 	shLine = regexp.MustCompile(`^\.SH\s+"?([^"]*)"?\s*$`)
 	// ".SS The [smtpd] table" opens a table; any other .SS is top level.
 	ssLine    = regexp.MustCompile(`^\.SS\s+`)
-	ssTable   = regexp.MustCompile(`\[([a-z_]+)\]`)
+	ssTable   = regexp.MustCompile(`\[([a-z0-9_]+)\]`)
 	keyTag    = regexp.MustCompile(`^\.BR?\s+"?([a-z][a-z0-9_]*)\b`)
 	tagIntro  = ".TP"
 	pageTOML5 = "posthorn.toml.5"

@@ -295,6 +295,9 @@ daemon_directory = %q
 listen = %s
 submission_listen = []
 submissions_listen = []
+[pop3]
+listen = []
+listen_tls = []
 [local]
 delivery_user = %q
 [tls]

@@ -94,6 +94,27 @@ func specs(cfg *config.Config) ([]spec, error) {
 		// smtpd and the login processes can ask it and nobody else can.
 		spec{name: "auth", listen: private("auth")},
 	)
+	// POP3: the login process parses the network as the mail owner; the
+	// dispatcher only passes descriptors and needs root to start each
+	// mailbox owner's worker.
+	var pl []listenSpec
+	for _, svc := range []struct {
+		name, setting string
+		addrs         []string
+	}{{"pop3", "pop3.listen", cfg.POP3.Listen}, {"pop3s", "pop3.listen_tls", cfg.POP3.ListenTLS}} {
+		for _, a := range svc.addrs {
+			n, err := tcpNetwork(a)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", svc.setting, err)
+			}
+			pl = append(pl, listenSpec{svc.name, n, a, 0})
+		}
+	}
+	if len(pl) > 0 {
+		out = append(out,
+			spec{name: "pop3-login", user: cfg.MailOwner, setting: "mail_owner", listen: pl, tls: true},
+			spec{name: "pop3d", listen: private("pop3d")})
+	}
 	return out, nil
 }
 

@@ -126,6 +126,7 @@ func startPosthorn(base, binDir string, users, sessions int) (*posthornSystem, e
 	c.AliasFile = filepath.Join(dir, "aliases")
 	c.SMTPD.Listen = []string{s.addr}
 	c.SMTPD.SubmissionListen, c.SMTPD.SubmissionsListen = []string{}, []string{}
+	c.POP3.Listen, c.POP3.ListenTLS = []string{}, []string{}
 	if sessions+10 > c.SMTPD.ProcessLimit {
 		c.SMTPD.ProcessLimit = sessions + 10
 	}
