@@ -493,3 +493,35 @@ func TestDeliveredToParse(t *testing.T) {
 		t.Fatalf("no newline at the end: %v %v", seen, err)
 	}
 }
+
+// FuzzDeliveredTo reads hostile message headers: it never fails on a
+// message in memory except for too many Delivered-To lines, and every
+// address it reports is lower case and came from such a line.
+func FuzzDeliveredTo(f *testing.F) {
+	f.Add("Delivered-To: A@B\n\nbody\n")
+	f.Add("delivered-to:\n\t<x@y>\r\nX: y\r\n\r\n")
+	f.Add("Delivered-To: a@b\nDelivered-To" + strings.Repeat(" ", 17000) + ": c@d\n")
+	f.Add("Delivered-To: a\n b@c\n\n")
+	f.Add("Subject: x\n \n\nDelivered-To: not@header\n")
+	f.Fuzz(func(t *testing.T, msg string) {
+		seen, err := deliveredTo(strings.NewReader(msg))
+		if err != nil {
+			if err != errTooManyDeliveredTo {
+				t.Fatalf("error %v", err)
+			}
+			return
+		}
+		if len(seen) > maxDeliveredTo {
+			t.Fatalf("%d addresses", len(seen))
+		}
+		for a := range seen {
+			if a != strings.ToLower(a) {
+				t.Fatalf("%q not lower case", a)
+			}
+			unfolded := strings.NewReplacer("\r\n ", " ", "\r\n\t", "\t", "\n ", " ", "\n\t", "\t").Replace(strings.ToLower(msg))
+			if a != "" && !strings.Contains(unfolded, a) {
+				t.Fatalf("%q is not in the message", a)
+			}
+		}
+	})
+}
