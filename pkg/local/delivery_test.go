@@ -402,6 +402,41 @@ func TestFileAlias(t *testing.T) {
 	if rep := f.deliver(t, "s@x", "md@localhost"); rep.Status != agent.Sent || len(maildirFiles(t, filepath.Join(out, "md"))) != 1 {
 		t.Errorf("maildir file: %+v", rep)
 	}
+	// HOSTILE 53: a Maildir destination whose new/ points elsewhere.
+	elsewhere := filepath.Join(out, "elsewhere")
+	os.Mkdir(elsewhere, 0777)
+	for _, sub := range []string{"cur", "tmp"} {
+		os.MkdirAll(filepath.Join(out, "mdlink", sub), 0777)
+	}
+	os.Symlink(elsewhere, filepath.Join(out, "mdlink", "new"))
+	os.WriteFile(f.cfg.AliasFile, []byte("mdlink: "+out+"/mdlink/\n"), 0644)
+	if rep := f.deliver(t, "s@x", "mdlink@localhost"); rep.Status != agent.Deferred || rep.DSN != "4.2.0" {
+		t.Errorf("symlinked new/: %+v", rep)
+	}
+	if ents, _ := os.ReadDir(elsewhere); len(ents) != 0 {
+		t.Errorf("delivered through the symlink: %v", ents)
+	}
+}
+
+func TestSpoolGroup(t *testing.T) {
+	dir := t.TempDir()
+	gid := os.Getgid()
+	for _, c := range []struct {
+		mode os.FileMode
+		user int
+		want bool
+	}{
+		{0775 | os.ModeSetgid, gid + 1, gid != 0}, // Debian's /var/mail: the folder's group
+		{0755, gid + 1, false},                    // not group-writable
+		{0777 | os.ModeSticky, gid + 1, false},    // world-writable: anyone may lock
+		{0775, gid, false},                        // the user's own group already
+	} {
+		os.Chmod(dir, c.mode)
+		g, ok := spoolGroup(dir, c.user)
+		if ok != c.want || ok && g != gid {
+			t.Errorf("mode %v, user gid %d: %d %v, want %v", c.mode, c.user, g, ok, c.want)
+		}
+	}
 }
 
 func TestIncludeInAliases(t *testing.T) {

@@ -263,7 +263,7 @@ func (a *Agent) deliverFile(cfg *config.Config, c creds, base workRequest, qf *o
 // everyone (Debian's /var/mail, 2775 root:mail), as Postfix's local writes
 // such a spool with the mail group; none when the user's own gid already
 // is that group, or the folder is world-writable (sticky /var/mail, where
-// anyone may create the dotlock).
+// anyone may create the dotlock). Group root is never lent to anyone.
 func spoolGroup(dir string, userGID int) (int, bool) {
 	fi, err := os.Stat(dir)
 	if err != nil {
