@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"os/exec"
@@ -21,11 +23,35 @@ type load struct {
 	users   int    // recipients user0..user<users-1>@example.test, round robin
 	reuse   bool   // send a session's messages over one connection (smtp-source -d)
 	heloArg string
+	// domain is the recipients' domain: localDomain (the virtual users)
+	// or remoteDomain (relayed to the sink).
+	domain string
+	// sender is the envelope sender; with authUser set, each connection
+	// first logs in with AUTH PLAIN as authUser, authPass.
+	sender             string
+	authUser, authPass string
 }
 
-func rcpt(i int) string { return fmt.Sprintf("user%d@example.test", i) }
+// The recipients' domains: the virtual users of the local case, and a
+// domain neither system handles itself, relayed to smtp-sink.
+const (
+	localDomain  = "example.test"
+	remoteDomain = "remote.example.test"
+)
 
-const sender = "bench@bench.example.test"
+// rcpt is the address of virtual user i.
+func rcpt(i int) string { return fmt.Sprintf("user%d@%s", i, localDomain) }
+
+// to is the address of the load's recipient i, user<i>@<domain>.
+func (l load) to(i int) string { return fmt.Sprintf("user%d@%s", i, l.domain) }
+
+// The envelope senders: any address in the local case; in the relay case
+// the submitting user's own (posthorn lets a user send as itself only).
+const (
+	sender      = "bench@bench.example.test"
+	relaySender = "bench@" + localDomain
+	relayPass   = "bench-password"
+)
 
 // loadResult is what the client saw.
 type loadResult struct {
@@ -36,6 +62,10 @@ type loadResult struct {
 	failed   int             // messages not accepted
 	dataLat  []time.Duration // end of data ("." sent) to the 250 reply
 	txnLat   []time.Duration // connect (MAIL with -reuse) to the 250 reply
+	authLat  []time.Duration // first AUTH command to the 235 reply
+	// authRetries counts AUTH commands answered 454 (temporary failure)
+	// and sent again.
+	authRetries int
 }
 
 func (r *loadResult) fail(err error) {
@@ -84,6 +114,21 @@ func dial(addr string) (*smtpConn, error) {
 	return &smtpConn{c: c, r: bufio.NewReaderSize(c, 4096), w: bufio.NewWriterSize(c, 16384)}, nil
 }
 
+// replyError is a reply with another code than expected.
+type replyError struct {
+	want, code int
+	line       string
+}
+
+func (e *replyError) Error() string { return fmt.Sprintf("expected %d, got %q", e.want, e.line) }
+
+// A login refused with 454 (temporary) is tried again on the same
+// connection after authRetryDelay, authTries times in all.
+const (
+	authTries      = 100
+	authRetryDelay = 50 * time.Millisecond
+)
+
 // reply reads a (multi-line) reply and checks its code.
 func (s *smtpConn) reply(want int) error {
 	s.c.SetReadDeadline(time.Now().Add(120 * time.Second))
@@ -103,7 +148,7 @@ func (s *smtpConn) reply(want int) error {
 			continue
 		}
 		if code != want {
-			return fmt.Errorf("expected %d, got %q", want, strings.TrimSpace(line))
+			return &replyError{want: want, code: code, line: strings.TrimSpace(line)}
 		}
 		return nil
 	}
@@ -132,7 +177,8 @@ func runGo(l load) loadResult {
 		go func() {
 			defer wg.Done()
 			var s *smtpConn
-			var dataLat, txnLat []time.Duration
+			var dataLat, txnLat, authLat []time.Duration
+			authRetries := 0
 			var errs []error
 			closeConn := func(quit bool) {
 				if s == nil {
@@ -162,11 +208,31 @@ func runGo(l load) loadResult {
 						if err := s.cmd(250, "EHLO %s", l.heloArg); err != nil {
 							return fmt.Errorf("EHLO: %w", err)
 						}
+						if l.authUser != "" {
+							// RFC 4616: authzid NUL authcid NUL password.
+							resp := base64.StdEncoding.EncodeToString([]byte("\x00" + l.authUser + "\x00" + l.authPass))
+							a0 := time.Now()
+							for try := 1; ; try++ {
+								err := s.cmd(235, "AUTH PLAIN %s", resp)
+								if err == nil {
+									break
+								}
+								// 454 is temporary (RFC 4954 §6): try
+								// again on the same connection, a while.
+								var rerr *replyError
+								if !errors.As(err, &rerr) || rerr.code != 454 || try >= authTries {
+									return fmt.Errorf("AUTH: %w", err)
+								}
+								authRetries++
+								time.Sleep(authRetryDelay)
+							}
+							authLat = append(authLat, time.Since(a0))
+						}
 					}
-					if err := s.cmd(250, "MAIL FROM:<%s>", sender); err != nil {
+					if err := s.cmd(250, "MAIL FROM:<%s>", l.sender); err != nil {
 						return fmt.Errorf("MAIL: %w", err)
 					}
-					to := rcpt(i % l.users)
+					to := l.to(i % l.users)
 					if err := s.cmd(250, "RCPT TO:<%s>", to); err != nil {
 						return fmt.Errorf("RCPT: %w", err)
 					}
@@ -174,7 +240,7 @@ func runGo(l load) loadResult {
 						return fmt.Errorf("DATA: %w", err)
 					}
 					fmt.Fprintf(s.w, "From: <%s>\r\nTo: <%s>\r\nDate: %s\r\nMessage-ID: <%d.%d@bench.example.test>\r\nSubject: bench message %d\r\n\r\n",
-						sender, to, time.Now().Format(time.RFC1123Z), runID, i, i)
+						l.sender, to, time.Now().Format(time.RFC1123Z), runID, i, i)
 					s.w.Write(body)
 					s.w.WriteString(".\r\n")
 					if err := s.w.Flush(); err != nil {
@@ -203,6 +269,8 @@ func runGo(l load) loadResult {
 			defer mu.Unlock()
 			res.dataLat = append(res.dataLat, dataLat...)
 			res.txnLat = append(res.txnLat, txnLat...)
+			res.authLat = append(res.authLat, authLat...)
+			res.authRetries += authRetries
 			res.accepted += len(dataLat)
 			for _, e := range errs {
 				res.fail(e)
@@ -219,7 +287,7 @@ const smtpSource = "/usr/sbin/smtp-source"
 
 // runSmtpSource drives the load with Postfix's smtp-source: one process per
 // recipient (it sends to one address), sessions and messages split evenly
-// among them. It reports no per-message times.
+// among them. It reports no per-message times, and cannot log in with AUTH.
 func runSmtpSource(l load) loadResult {
 	var res loadResult
 	type proc struct {
@@ -241,7 +309,7 @@ func runSmtpSource(l load) loadResult {
 			continue
 		}
 		args := []string{"-s", strconv.Itoa(sess), "-m", strconv.Itoa(msgs), "-l", strconv.Itoa(l.size),
-			"-f", sender, "-t", rcpt(k), "-M", l.heloArg}
+			"-f", l.sender, "-t", l.to(k), "-M", l.heloArg}
 		if l.reuse {
 			args = append(args, "-d")
 		}

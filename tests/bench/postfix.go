@@ -42,7 +42,8 @@ func postfixVersion() string {
 // copied) and port 25 is not used.
 type postfixSystem struct {
 	dir, etc, spool, data, mail string
-	addr                        string
+	addr                        string // the MX smtpd
+	submit                      string // where the load goes: addr, or the submission smtpd
 	users                       int
 	pid                         int
 	started                     bool
@@ -79,7 +80,13 @@ func copyFile(src, dst string) error {
 	return out.Close()
 }
 
-func startPostfix(base string, users, sessions int) (*postfixSystem, error) {
+// startPostfix starts an instance delivering to virtual users' Maildirs,
+// or, with relay set, relaying every message to relay.sinkAddr. In the
+// relay case the load goes to a second smtpd, the submission service,
+// which relays for mynetworks (127.0.0.0/8) without AUTH: a Postfix SASL
+// server needs Cyrus saslauthd/sasldb or Dovecot, neither of which comes
+// with the postfix package.
+func startPostfix(base string, users, sessions int, relay *relaySetup) (*postfixSystem, error) {
 	if os.Geteuid() != 0 {
 		return nil, errNeedRoot
 	}
@@ -140,6 +147,17 @@ func startPostfix(base string, users, sessions int) (*postfixSystem, error) {
 		return s, err
 	}
 	s.addr = fmt.Sprintf("127.0.0.1:%d", port)
+	s.submit = s.addr
+	relayhost, submission := "", ""
+	if relay != nil {
+		relayhost = "[" + strings.Replace(relay.sinkAddr, ":", "]:", 1)
+		sport, err := freePort()
+		if err != nil {
+			return s, err
+		}
+		s.submit = fmt.Sprintf("127.0.0.1:%d", sport)
+		submission = s.submit
+	}
 	var vmap strings.Builder
 	for i := 0; i < users; i++ {
 		fmt.Fprintf(&vmap, "%s example.test/user%d/Maildir/\n", rcpt(i), i)
@@ -163,7 +181,7 @@ mydestination =
 inet_interfaces = loopback-only
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
-relayhost =
+relayhost = %[9]s
 alias_maps =
 alias_database =
 biff = no
@@ -174,7 +192,7 @@ virtual_mailbox_base = %[5]s
 virtual_mailbox_maps = texthash:%[1]s/vmailbox
 virtual_uid_maps = static:%[6]d
 virtual_gid_maps = static:%[7]d
-`, s.etc, s.spool, s.data, filepath.Join(dir, "maillog"), s.mail, vuid, vgid, dir)
+`, s.etc, s.spool, s.data, filepath.Join(dir, "maillog"), s.mail, vuid, vgid, dir, relayhost)
 	if err := os.WriteFile(filepath.Join(s.etc, "main.cf"), []byte(main), 0644); err != nil {
 		return s, err
 	}
@@ -185,7 +203,14 @@ virtual_gid_maps = static:%[7]d
 	// Debian's master.cf without chroot (the instance has no chroot
 	// tree) and with smtpd on the private port only.
 	master := fmt.Sprintf(`%s inet n - n - %s smtpd
-pickup    unix  n       -       n       60      1       pickup
+`, s.addr, smtpdLimit)
+	if submission != "" {
+		// Debian's submission entry without the TLS and SASL options.
+		master += fmt.Sprintf(`%s inet n - n - %s smtpd
+  -o syslog_name=postfix/submission
+`, submission, smtpdLimit)
+	}
+	master += `pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
 tlsmgr    unix  -       -       n       1000?   1       tlsmgr
@@ -209,7 +234,7 @@ lmtp      unix  -       -       n       -       -       lmtp
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
-`, s.addr, smtpdLimit)
+`
 	if err := os.WriteFile(filepath.Join(s.etc, "master.cf"), []byte(master), 0644); err != nil {
 		return s, err
 	}
@@ -224,8 +249,10 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 	if s.pid, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
 		return s, fmt.Errorf("postfix master pid: %w", err)
 	}
-	if err := waitGreeting(s.addr, 20*time.Second); err != nil {
-		return s, fmt.Errorf("%v\n%s", err, s.LogTail(20))
+	for _, a := range []string{s.addr, s.submit} {
+		if err := waitGreeting(a, 20*time.Second); err != nil {
+			return s, fmt.Errorf("%v\n%s", err, s.LogTail(20))
+		}
 	}
 	return s, nil
 }
@@ -238,7 +265,7 @@ func (s *postfixSystem) postfix(args ...string) (string, error) {
 }
 
 func (s *postfixSystem) Name() string            { return "postfix" }
-func (s *postfixSystem) Addr() string            { return s.addr }
+func (s *postfixSystem) Addr() string            { return s.submit }
 func (s *postfixSystem) MasterPid() int          { return s.pid }
 func (s *postfixSystem) Label(p procInfo) string { return p.comm }
 

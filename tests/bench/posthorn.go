@@ -90,6 +90,15 @@ func tailFile(path string, lines int) string {
 	return strings.Join(ls, "\n")
 }
 
+// relaySetup configures a system for the relay case.
+type relaySetup struct {
+	sinkAddr string // all mail goes there: relayhost [127.0.0.1]:port
+	// auth: posthorn takes the load on its submission port, from a user
+	// logged in with AUTH PLAIN; otherwise on its MX port, relaying for
+	// smtpd.relay_networks 127.0.0.0/8 (Postfix's mynetworks).
+	auth bool
+}
+
 // posthornSystem is a posthorn instance in a temporary folder, every
 // daemon running as the invoking user.
 type posthornSystem struct {
@@ -97,14 +106,17 @@ type posthornSystem struct {
 	binDir string
 	config string
 	cfg    *config.Config
-	addr   string
+	addr   string // the MX listener
+	submit string // where the load goes: addr, or the submission listener
 	users  int
 	log    string
 	cmd    *exec.Cmd
 	waited chan struct{}
 }
 
-func startPosthorn(base, binDir string, users, sessions int) (*posthornSystem, error) {
+// startPosthorn starts an instance delivering to virtual users' Maildirs,
+// or, with relay set, relaying every message to relay.sinkAddr.
+func startPosthorn(base, binDir string, users, sessions int, relay *relaySetup) (*posthornSystem, error) {
 	dir, err := os.MkdirTemp(base, "posthorn-bench-")
 	if err != nil {
 		return nil, err
@@ -116,6 +128,7 @@ func startPosthorn(base, binDir string, users, sessions int) (*posthornSystem, e
 		return s, err
 	}
 	s.addr = fmt.Sprintf("127.0.0.1:%d", port)
+	s.submit = s.addr
 	c := config.Defaults()
 	c.Hostname = "mail.example.test"
 	c.LocalDomains = []string{"localhost"}
@@ -139,6 +152,27 @@ func startPosthorn(base, binDir string, users, sessions int) (*posthornSystem, e
 	c.TLS.CertFile = filepath.Join(dir, "state/cert.pem")
 	c.TLS.KeyFile = filepath.Join(dir, "state/key.pem")
 	c.TLS.Generate = true
+	if relay != nil {
+		// Every other domain goes to the sink, over plain SMTP (smtp-sink
+		// offers no STARTTLS, so smtp.tls "may" stays the default). The
+		// relay host is an address in brackets, so nothing is looked up;
+		// a resolver on a closed loopback port makes sure of it.
+		c.SMTP.Relayhost = "[" + strings.Replace(relay.sinkAddr, ":", "]:", 1)
+		c.DNS.Resolvers = []string{"127.0.0.1:9"}
+		if relay.auth {
+			// Submission (RFC 6409) on a free port: STARTTLS and AUTH
+			// offered; AUTH without TLS only because the client is on
+			// loopback (smtpd.allow_plaintext_auth_on_loopback, default).
+			sport, err := freePort()
+			if err != nil {
+				return s, err
+			}
+			s.submit = fmt.Sprintf("127.0.0.1:%d", sport)
+			c.SMTPD.SubmissionListen = []string{s.submit}
+		} else {
+			c.SMTPD.RelayNetworks = []string{"127.0.0.0/8"}
+		}
+	}
 	s.config = filepath.Join(dir, "posthorn.toml")
 	var b bytes.Buffer
 	if err := toml.NewEncoder(&b).Encode(c); err != nil {
@@ -153,11 +187,19 @@ func startPosthorn(base, binDir string, users, sessions int) (*posthornSystem, e
 	if s.cfg, err = config.Load(s.config); err != nil {
 		return s, fmt.Errorf("bench configuration: %w", err)
 	}
-	for i := 0; i < users; i++ {
-		cmd := exec.Command(filepath.Join(binDir, "posthorn"), "-c", s.config, "user", "add", rcpt(i))
-		cmd.Stdin = strings.NewReader("bench-password\n")
+	var names []string
+	if relay == nil {
+		for i := 0; i < users; i++ {
+			names = append(names, rcpt(i))
+		}
+	} else if relay.auth {
+		names = append(names, relaySender) // the submitting user
+	}
+	for _, name := range names {
+		cmd := exec.Command(filepath.Join(binDir, "posthorn"), "-c", s.config, "user", "add", name)
+		cmd.Stdin = strings.NewReader(relayPass + "\n")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return s, fmt.Errorf("user add %s: %v: %s", rcpt(i), err, out)
+			return s, fmt.Errorf("user add %s: %v: %s", name, err, out)
 		}
 	}
 	logf, err := os.Create(s.log)
@@ -173,14 +215,16 @@ func startPosthorn(base, binDir string, users, sessions int) (*posthornSystem, e
 	}
 	s.waited = make(chan struct{})
 	go func() { s.cmd.Wait(); close(s.waited) }()
-	if err := waitGreeting(s.addr, 20*time.Second); err != nil {
-		return s, fmt.Errorf("%v\n%s", err, s.LogTail(20))
+	for _, a := range []string{s.addr, s.submit} {
+		if err := waitGreeting(a, 20*time.Second); err != nil {
+			return s, fmt.Errorf("%v\n%s", err, s.LogTail(20))
+		}
 	}
 	return s, nil
 }
 
 func (s *posthornSystem) Name() string   { return "posthorn" }
-func (s *posthornSystem) Addr() string   { return s.addr }
+func (s *posthornSystem) Addr() string   { return s.submit }
 func (s *posthornSystem) MasterPid() int { return s.cmd.Process.Pid }
 
 func (s *posthornSystem) Label(p procInfo) string {
