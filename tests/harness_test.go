@@ -107,6 +107,8 @@ func NewSystem(t testing.TB, tweak func(c *config.Config)) *System {
 	c.SMTPD.SubmissionListen, c.SMTPD.SubmissionsListen = []string{}, []string{}
 	c.POP3.Listen = []string{fmt.Sprintf("127.0.0.1:%d", freePort(t))}
 	c.POP3.ListenTLS = []string{fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	c.IMAP.Listen = []string{fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	c.IMAP.ListenTLS = []string{fmt.Sprintf("127.0.0.1:%d", freePort(t))}
 	c.SMTPD.Timeout = config.Duration(30 * time.Second)
 	c.Queue.RunDelay = config.Duration(2 * time.Second)
 	c.Queue.MinimalBackoff = config.Duration(2 * time.Second)

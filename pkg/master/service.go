@@ -115,6 +115,27 @@ func specs(cfg *config.Config) ([]spec, error) {
 			spec{name: "pop3-login", user: cfg.MailOwner, setting: "mail_owner", listen: pl, tls: true},
 			spec{name: "pop3d", listen: private("pop3d")})
 	}
+	// IMAP, the same way: imap-login parses the network as the mail
+	// owner; imapd only passes descriptors and needs root to start each
+	// mailbox owner's worker.
+	var il []listenSpec
+	for _, svc := range []struct {
+		name, setting string
+		addrs         []string
+	}{{"imap", "imap.listen", cfg.IMAP.Listen}, {"imaps", "imap.listen_tls", cfg.IMAP.ListenTLS}} {
+		for _, a := range svc.addrs {
+			n, err := tcpNetwork(a)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", svc.setting, err)
+			}
+			il = append(il, listenSpec{svc.name, n, a, 0})
+		}
+	}
+	if len(il) > 0 {
+		out = append(out,
+			spec{name: "imap-login", user: cfg.MailOwner, setting: "mail_owner", listen: il, tls: true},
+			spec{name: "imapd", listen: private("imapd")})
+	}
 	return out, nil
 }
 
