@@ -63,9 +63,13 @@ test: test-deps
 # instance when Postfix is installed (it is never installed here).
 # BENCH_CLIENT=smtp-source drives both with Postfix's client; BENCH_ARGS
 # passes flags, e.g. BENCH_ARGS="-n 20000 -c 50 -rounds 1".
+# BENCH_CASE=local|relay|both (default both): delivery to Maildirs, and
+# mail submitted on the submission port and relayed over SMTP to
+# smtp-sink(1), Postfix relaying to the same sink for comparison.
+BENCH_CASE ?= both
 bench: build test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./pkg/maildir ./pkg/spool
-	$(GO) run ./tests/bench -bin bin $(BENCH_ARGS)
+	$(GO) run ./tests/bench -bin bin -case $(BENCH_CASE) $(BENCH_ARGS)
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/lib/posthorn $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \
