@@ -387,6 +387,11 @@ func unwrapPath(err error) error {
 
 // address resolves an alias member that is an address or a bare name.
 func (e *expansion) address(addr, domain, parent string) error {
+	if name, ok := strings.CutPrefix(addr, `\`); ok && !strings.Contains(name, "@") && name != "" {
+		// "\user": the user's own mailbox, without aliases or .forward,
+		// as in sendmail's and Postfix's aliases.
+		return e.user(strings.ToLower(name), domain, false)
+	}
 	addr = strings.TrimSuffix(strings.TrimPrefix(addr, "<"), ">")
 	local, dom := addr, ""
 	if i := strings.LastIndexByte(addr, '@'); i >= 0 {

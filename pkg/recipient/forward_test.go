@@ -319,3 +319,20 @@ func TestFailuresAndExtension(t *testing.T) {
 		}
 	}
 }
+
+func TestBackslashUserInAliases(t *testing.T) {
+	e := newEnv(t, "daemon: \\daemon, x@remote.example\nops: \\Daemon\n", "")
+	ts, err := e.resolve("daemon", "example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	same(t, ts, e.mbox("daemon", "example.test"), remote("x@remote.example"))
+	ts, _ = e.resolve("ops", "example.test")
+	same(t, ts, e.mbox("daemon", "example.test"))
+	// Its .forward is not read.
+	for _, r := range e.opened {
+		if strings.HasSuffix(r.Path, "/.forward") {
+			t.Errorf("opened %s", r.Path)
+		}
+	}
+}
