@@ -530,6 +530,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s must be positive", name)
 		}
 	}
+	if c.IMAP.Quota < 0 {
+		return fmt.Errorf("imap.quota must not be negative")
+	}
 	if c.SMTPD.LineLengthLimit < 512 {
 		return fmt.Errorf("smtpd.line_length_limit must be at least 512 (RFC 5321 §4.5.3.1.4)")
 	}
