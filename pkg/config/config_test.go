@@ -65,6 +65,7 @@ func TestErrorsNameTheProblem(t *testing.T) {
 		"[log]\ntarget = \"file\"":                                        "log.target",
 		"local_domains = [\"a.test\"]\n[virtual]\ndomains = [\"a.test\"]": "both",
 		"hostname = \"a b\"":                                              "not a host name",
+		"[imap]\nquota = -1":                                              "imap.quota",
 	} {
 		_, err := Load(write(t, body))
 		if err == nil || !strings.Contains(err.Error(), want) {
