@@ -3,14 +3,18 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/posthorn/posthorn/pkg/config"
 )
 
 // imapStateScript prints, as JSON, every folder of an IMAP account with its
@@ -283,4 +287,247 @@ SyncState *
 		t.Errorf("the third run changed the server:\nbefore %v\nafter  %v\n%s", beforeServer, afterServer, out)
 	}
 	t.Logf("third run:\n%s", out)
+}
+
+// startDovecot runs a private Dovecot (imapd only, plaintext on a loopback
+// port) over one Maildir, with one user and password, its mail processes
+// running as uid:gid. It is stopped when the test ends.
+func startDovecot(t *testing.T, maildir, user, pass string, uid, gid int) (port string, logPath string) {
+	t.Helper()
+	dir := t.TempDir()
+	for d := dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0755)
+	}
+	p := freePort(t)
+	port = fmt.Sprint(p)
+	logPath = filepath.Join(dir, "dovecot.log")
+	passwd := filepath.Join(dir, "passwd")
+	if err := os.WriteFile(passwd, []byte(user+":{PLAIN}"+pass+"\n"), 0644); err != nil {
+		t.Fatal(err)
+	}
+	home := filepath.Join(dir, "home")
+	os.MkdirAll(home, 0755)
+	os.Chown(home, uid, gid)
+	conf := filepath.Join(dir, "dovecot.conf")
+	text := fmt.Sprintf(`base_dir = %[1]s/run
+state_dir = %[1]s/state
+log_path = %[2]s
+info_log_path = %[2]s
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_internal_user = dovecot
+default_login_user = dovenull
+first_valid_uid = 1
+first_valid_gid = 1
+mail_location = maildir:%[3]s
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%%u %[4]s
+}
+userdb {
+  driver = static
+  args = uid=%[5]d gid=%[6]d home=%[7]s
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = %[8]d
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+`, dir, logPath, maildir, passwd, uid, gid, home, p)
+	if err := os.WriteFile(conf, []byte(text), 0644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("dovecot", "-F", "-c", conf)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	})
+	dovelog := func() string {
+		b, _ := os.ReadFile(logPath)
+		return out.String() + string(b)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		select {
+		case <-done:
+			t.Fatalf("dovecot exited at start:\n%s", dovelog())
+		default:
+		}
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second)
+		if err == nil {
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			buf := make([]byte, 256)
+			n, _ := c.Read(buf)
+			c.Close()
+			if strings.HasPrefix(string(buf[:n]), "* OK") {
+				return port, logPath
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dovecot did not answer on port %s within 20 s:\n%s", port, dovelog())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestDovecotInterop runs Debian's Dovecot imapd and posthorn's imapd over
+// the same Maildir: mail delivered by posthorn and read by Dovecot, and the
+// reverse, shows the same UIDVALIDITY, UIDs, flags and keywords in both.
+func TestDovecotInterop(t *testing.T) {
+	if _, err := exec.LookPath("dovecot"); err != nil {
+		t.Skip("dovecot (dovecot-imapd) not installed")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("the test runs Dovecot as root with a separate mail user (CI runs as root)")
+	}
+	ensureUser(t, "posthorn-test", false)
+	vmailUID, vmailGID, _ := ensureUser(t, "phvmail-test", false)
+	os.Chmod(binDir, 0755)
+	s := NewSystem(t, func(c *config.Config) {
+		c.MailOwner = "posthorn-test"
+		c.Local.DeliveryUser = "root"
+		c.Virtual.User, c.Virtual.Group = "phvmail-test", "phvmail-test"
+	})
+	for d := s.Dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0755)
+	}
+	os.MkdirAll(filepath.Join(s.Dir, "mail"), 0750)
+	os.Chown(filepath.Join(s.Dir, "mail"), vmailUID, vmailGID)
+	s.Start()
+	t.Cleanup(s.Stop)
+	user, pass := "dovey@example.test", "pw-dovey@example.test"
+	s.AddUser(user)
+	maildir := s.Maildir("dovey")
+	php := portOf(s.Cfg.IMAP.Listen[0])
+
+	// Posthorn delivers and reads first, so posthorn assigns the UIDs.
+	sendMail(t, s, user, 2, "one", "two")
+	s.WaitMessages(maildir, 2, 15*time.Second)
+	first := imapState(t, php, user, pass)
+	if n := len(first["INBOX"].Messages); n != 2 {
+		t.Fatalf("posthorn INBOX: %d messages, want 2: %v", n, first)
+	}
+
+	dvp, dovelog := startDovecot(t, maildir, user, pass, vmailUID, vmailGID)
+	compare := func(step string) map[string]imapFolder {
+		t.Helper()
+		d := imapState(t, dvp, user, pass)
+		p := imapState(t, php, user, pass)
+		if !reflect.DeepEqual(d, p) {
+			b, _ := os.ReadFile(dovelog)
+			t.Errorf("%s: the servers disagree\ndovecot:  %v\nposthorn: %v\ndovecot log:\n%s", step, d, p, tail(string(b), 20))
+		}
+		return p
+	}
+	st := compare("posthorn's UIDs read by dovecot")
+	if !reflect.DeepEqual(st, first) {
+		t.Errorf("the state changed once dovecot read the Maildir:\nbefore %v\nafter  %v", first, st)
+	}
+
+	// A delivery read by Dovecot first: Dovecot assigns the UID.
+	sendMail(t, s, user, 1, "three")
+	s.WaitMessages(maildir, 3, 15*time.Second)
+	d := imapState(t, dvp, user, pass)
+	if n := len(d["INBOX"].Messages); n != 3 {
+		t.Fatalf("dovecot INBOX: %d messages, want 3: %v", n, d)
+	}
+	compare("dovecot's UID for a new delivery read by posthorn")
+
+	var uids []string
+	for u := range d["INBOX"].Messages {
+		uids = append(uids, u)
+	}
+	sort.Slice(uids, func(i, j int) bool {
+		return len(uids[i]) < len(uids[j]) || len(uids[i]) == len(uids[j]) && uids[i] < uids[j]
+	})
+
+	// Flags and a keyword set through Dovecot are seen by posthorn.
+	imapState(t, dvp, user, pass, []any{"INBOX", uids[0], "+FLAGS", `(\Flagged $Label1)`})
+	st = compare("\\Flagged and $Label1 set by dovecot")
+	if f := st["INBOX"].Messages[uids[0]]; !reflect.DeepEqual(f, []string{"$Label1", `\Flagged`}) {
+		t.Errorf("posthorn shows UID %s with %v, want $Label1 and \\Flagged", uids[0], f)
+	}
+
+	// And the reverse.
+	imapState(t, php, user, pass, []any{"INBOX", uids[1], "+FLAGS", `(\Seen $Label2)`})
+	d = imapState(t, dvp, user, pass)
+	if f := d["INBOX"].Messages[uids[1]]; !reflect.DeepEqual(f, []string{"$Label2", `\Seen`}) {
+		t.Errorf("dovecot shows UID %s with %v, want $Label2 and \\Seen", uids[1], f)
+	}
+	compare("\\Seen and $Label2 set by posthorn")
+
+	// Removing a keyword through one is seen by the other.
+	imapState(t, php, user, pass, []any{"INBOX", uids[0], "-FLAGS", `($Label1)`})
+	compare("$Label1 removed by posthorn")
+
+	// APPEND through Dovecot: posthorn shows Dovecot's UID.
+	out := imapPython(t, dvp, user, pass, `
+typ, data = m.append("INBOX", "(\\Answered $Label3)", None, b"Subject: appended to dovecot\r\n\r\nbody\r\n")
+check(typ == "OK" and b"APPENDUID" in data[0], "append: %r" % data)
+print("APPENDUID", data[0].split()[2].rstrip(b"]").decode())
+`)
+	appended := strings.TrimSpace(out[strings.LastIndex(out, "\nAPPENDUID ")+len("\nAPPENDUID "):])
+	st = compare("APPEND through dovecot")
+	if f, ok := st["INBOX"].Messages[appended]; !ok || !reflect.DeepEqual(f, []string{"$Label3", `\Answered`}) {
+		t.Errorf("posthorn: UID %s (dovecot's APPENDUID) has %v (present %v), want $Label3 and \\Answered", appended, f, ok)
+	}
+
+	// APPEND through posthorn: Dovecot shows posthorn's UID.
+	out = imapPython(t, php, user, pass, `
+typ, data = m.append("INBOX", "(\\Draft $Label4)", None, b"Subject: appended to posthorn\r\n\r\nbody\r\n")
+check(typ == "OK" and b"APPENDUID" in data[0], "append: %r" % data)
+print("APPENDUID", data[0].split()[2].rstrip(b"]").decode())
+`)
+	appended = strings.TrimSpace(out[strings.LastIndex(out, "\nAPPENDUID ")+len("\nAPPENDUID "):])
+	d = imapState(t, dvp, user, pass)
+	if f, ok := d["INBOX"].Messages[appended]; !ok || !reflect.DeepEqual(f, []string{"$Label4", `\Draft`}) {
+		t.Errorf("dovecot: UID %s (posthorn's APPENDUID) has %v (present %v), want $Label4 and \\Draft", appended, f, ok)
+	}
+	compare("APPEND through posthorn")
+
+	// Folders created by either, with mail appended, and an expunge.
+	imapPython(t, php, user, pass, `
+check(m.create("FromPosthorn")[0] == "OK", "create")
+check(m.append("FromPosthorn", "($Label5)", None, b"Subject: in folder\r\n\r\nbody\r\n")[0] == "OK", "append")
+`)
+	imapPython(t, dvp, user, pass, `
+check(m.create("FromDovecot")[0] == "OK", "create")
+check(m.append("FromDovecot", "(\\Seen $Label6)", None, b"Subject: in folder\r\n\r\nbody\r\n")[0] == "OK", "append")
+`)
+	st = compare("folders created by each server")
+	for _, box := range []string{"FromPosthorn", "FromDovecot"} {
+		if n := len(st[box].Messages); n != 1 {
+			t.Errorf("folder %s: %d messages, want 1: %v", box, n, st)
+		}
+	}
+	imapPython(t, dvp, user, pass, `
+m.select("INBOX")
+check(m.uid("STORE", "`+uids[2]+`", "+FLAGS", "(\\Deleted)")[0] == "OK", "store deleted")
+check(m.expunge()[0] == "OK", "expunge")
+`)
+	st = compare("expunge through dovecot")
+	if _, ok := st["INBOX"].Messages[uids[2]]; ok {
+		t.Errorf("posthorn still shows UID %s expunged by dovecot", uids[2])
+	}
+	t.Logf("final state, the same in both servers: %v", st)
 }
