@@ -123,10 +123,13 @@ type replyError struct {
 func (e *replyError) Error() string { return fmt.Sprintf("expected %d, got %q", e.want, e.line) }
 
 // A login refused with 454 (temporary) is tried again on the same
-// connection after authRetryDelay, authTries times in all.
+// connection, authTries times in all, after authRetryDelay doubled on
+// each try up to authRetryMax: about 10 s. Each refusal counts as an
+// error, and the server hangs up after 20 (smtpd_hard_error_limit).
 const (
-	authTries      = 100
+	authTries      = 15
 	authRetryDelay = 50 * time.Millisecond
+	authRetryMax   = 800 * time.Millisecond
 )
 
 // reply reads a (multi-line) reply and checks its code.
@@ -224,7 +227,7 @@ func runGo(l load) loadResult {
 									return fmt.Errorf("AUTH: %w", err)
 								}
 								authRetries++
-								time.Sleep(authRetryDelay)
+								time.Sleep(min(authRetryDelay<<(try-1), authRetryMax))
 							}
 							authLat = append(authLat, time.Since(a0))
 						}

@@ -339,7 +339,7 @@ func (r *result) String() string {
 	if len(r.lr.authLat) > 0 {
 		fmt.Fprintf(&b, ", AUTH p50 %s p99 %s (%d logins", ms(percentile(r.lr.authLat, 0.5)), ms(percentile(r.lr.authLat, 0.99)), len(r.lr.authLat))
 		if r.lr.authRetries > 0 {
-			fmt.Fprintf(&b, "; %d AUTH commands refused with 454 and sent again after %v", r.lr.authRetries, authRetryDelay)
+			fmt.Fprintf(&b, "; %d AUTH commands refused with 454 and sent again after %v or more", r.lr.authRetries, authRetryDelay)
 		}
 		b.WriteString(")")
 	}
@@ -512,7 +512,7 @@ func main() {
 		}
 		return "one connection per message"
 	}
-	fmt.Printf("load: %d messages, %d-byte payload, %d concurrent sessions, %s; client %s\n", l.n, l.size, l.c, connDesc(l.reuse), *client)
+	fmt.Printf("load: %d-byte payload, %d concurrent sessions, one recipient per message; client %s\n", l.size, l.c, *client)
 	fmt.Printf("storage: spool and Maildirs of every instance under %s (%s); %s\n", work, mountOf(work), spread)
 	fmt.Println("CPU = utime+stime of master and all its descendants (/proc/<pid>/stat, reaped children included), before the load to empty queue")
 
@@ -532,7 +532,7 @@ func main() {
 	var summary []string
 	failed := false
 	if doLocal {
-		fmt.Println("== local case: SMTP on the MX port, delivered to Maildirs")
+		fmt.Printf("== local case: %d messages, %s, SMTP on the MX port, delivered to Maildirs\n", l.n, connDesc(l.reuse))
 		fmt.Printf("recipients: %d virtual users user0..user%d@%s, round robin, one Maildir each\n", l.users, l.users-1, localDomain)
 		fmt.Println("end to end = first connect to the last file in a Maildir new/; 250-reply = end of data to the 250; session = connect to the 250")
 		if comparePostfix {
