@@ -55,15 +55,18 @@ func Dial(path string, timeout time.Duration) (*Conn, error) {
 	return New(c.(*net.UnixConn)), nil
 }
 
-// Close closes the connection and any received descriptors not yet claimed.
+// Close closes the connection and any received descriptors not yet
+// claimed. The socket goes first: that wakes a Receive blocked in another
+// goroutine, which holds the read lock until it returns.
 func (c *Conn) Close() error {
+	err := c.c.Close()
 	c.rmu.Lock()
 	for _, f := range c.files {
 		f.Close()
 	}
 	c.files = nil
 	c.rmu.Unlock()
-	return c.c.Close()
+	return err
 }
 
 // SetDeadline sets the read and write deadline.

@@ -101,3 +101,24 @@ func TestDeadlineIsAnErrorNotAPanic(t *testing.T) {
 		t.Fatal("receive past the deadline succeeded")
 	}
 }
+
+func TestCloseDuringReceive(t *testing.T) {
+	_, b := pair(t)
+	done := make(chan error, 1)
+	go func() {
+		var m msg
+		_, err := b.Receive(&m)
+		done <- err
+	}()
+	time.Sleep(10 * time.Millisecond) // let Receive block (either order must work)
+	closed := make(chan struct{})
+	go func() { b.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close blocked behind a Receive in progress")
+	}
+	if err := <-done; err == nil {
+		t.Fatal("Receive on a closed connection succeeded")
+	}
+}
