@@ -114,6 +114,8 @@ func NewSystem(t testing.TB, tweak func(c *config.Config)) *System {
 	c.Queue.MinimalBackoff = config.Duration(2 * time.Second)
 	c.Queue.MaximalBackoff = config.Duration(4 * time.Second)
 	c.Local.HomeMailbox = "Maildir/"
+	// A test that switches to mbox must not write the host's /var/mail.
+	c.Local.MailSpoolDir = filepath.Join(dir, "mail-spool")
 	c.Local.DeliveryUser = ""
 	c.Virtual.Domains = []string{"example.test"}
 	c.Virtual.UsersFile = filepath.Join(dir, "users")
