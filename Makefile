@@ -46,11 +46,13 @@ endef
 build-deps:
 	$(call install_debs,$(BUILD_DEBS))
 
-# Installing postfix may start it (on port 25, where an init system runs
-# services): the tests need only its smtp-sink, so it is stopped again.
+# Installing postfix or dovecot may start them (where an init system runs
+# services): the tests need only smtp-sink and private Dovecot instances,
+# so the system ones are stopped again.
 test-deps:
 	$(call install_debs,$(BUILD_DEBS) $(TEST_DEBS))
 	@postfix stop 2>/dev/null || true
+	@doveadm stop 2>/dev/null || true
 
 # Unit tests, fuzz seed corpora, and the end-to-end tests in tests/ that
 # start the real binaries and talk to them with real clients.
