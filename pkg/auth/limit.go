@@ -54,8 +54,9 @@ func clientGroup(ip netip.Addr) string {
 
 // MaxClientInFlight is how many checks of one client run at once. It
 // keeps a client from starting more guesses in parallel than its failure
-// limit can count before they finish; a legitimate login takes a fraction
-// of a second, so even a busy office behind one address rarely waits.
+// limit can count before they finish; further attempts wait for a slot
+// (a legitimate login takes a fraction of a second) and are refused only
+// after a long wait.
 const MaxClientInFlight = 8
 
 // maxTracked bounds each table of the limiter. Past it, entries whose
@@ -141,7 +142,8 @@ func (l *limiter) admit(now time.Time, group, user string) (r refusal, log bool,
 	case user != "" && cf > 0 && l.userFailures(user, now) >= l.lim.userLimit:
 		r = refusedUser
 	case c.inFlight >= MaxClientInFlight:
-		r = refusedInFlight
+		// Not a refusal yet: the caller waits for a slot (Verify).
+		return refusedInFlight, false, 0
 	default:
 		c.inFlight++
 		return "", false, 0

@@ -170,7 +170,15 @@ func (s *Server) Verify(ctx context.Context, r Request) (Result, error) {
 	}
 	cfg, files := s.current()
 	group, key := clientGroup(ip), limiterKey(cfg, r.User)
-	if why, log, unlogged := s.lim.admit(start, group, key); why != "" {
+	why, log, unlogged := s.lim.admit(start, group, key)
+	// A burst of logins from one address (a webmail server, an office
+	// behind NAT) waits for a slot rather than failing: a refusal would
+	// look like a failed login to fail2ban. The wait is bounded.
+	for wait := time.Now().Add(inFlightWait); why == refusedInFlight && time.Now().Before(wait) && ctx.Err() == nil; {
+		time.Sleep(inFlightPoll)
+		why, log, unlogged = s.lim.admit(s.clock.Now(), group, key)
+	}
+	if why != "" {
 		if log {
 			s.log.Info("passdb(%s,%s): %s %s: refused without checking (%d more refused since the last such line)",
 				name, addr, why, group, unlogged)
@@ -193,6 +201,13 @@ func (s *Server) Verify(ctx context.Context, r Request) (Result, error) {
 	s.clock.Sleep(ctx, start.Add(delay).Sub(s.clock.Now()))
 	return o.res, nil
 }
+
+// How long an attempt over MaxClientInFlight waits for a slot, and how
+// often it looks.
+const (
+	inFlightWait = 30 * time.Second
+	inFlightPoll = 10 * time.Millisecond
+)
 
 // check finds the user's backend and asks it.
 func (s *Server) check(ctx context.Context, cfg *config.Config, files []*passwdFile, r Request, addr string) outcome {
