@@ -1,7 +1,10 @@
 package tests
 
 import (
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -117,4 +120,132 @@ s.quit()
 	if body := crlfToLF(curl("pop3://127.0.0.1:" + plain + "/1")); body != crlfToLF(remaining[0]) {
 		t.Errorf("the message left: curl %q, Maildir %q", body, remaining[0])
 	}
+}
+
+// withoutFetchmailReceived removes the Received header fetchmail adds
+// (above the message's first Received header), or returns "" if there is
+// none.
+func withoutFetchmailReceived(msg string) string {
+	i := strings.Index(msg, "Received: from 127.0.0.1 [127.0.0.1]\n")
+	if i < 0 {
+		return ""
+	}
+	j := i + strings.Index(msg[i:], "\n") + 1
+	for j < len(msg) && msg[j] == '\t' {
+		j += strings.Index(msg[j:], "\n") + 1
+	}
+	if !strings.Contains(msg[i:j], "with POP3 (fetchmail-") {
+		return ""
+	}
+	return msg[:i] + msg[j:]
+}
+
+// TestFetchmail downloads mail with fetchmail into an MDA and deletes it
+// on the server (--nokeep): first over plain POP3 upgraded with STLS, then
+// over POP3S; a last run finds nothing new.
+func TestFetchmail(t *testing.T) {
+	if _, err := exec.LookPath("fetchmail"); err != nil {
+		t.Skip("fetchmail not installed")
+	}
+	s := StartSystem(t, nil)
+	user, pass := "fetcher@example.test", "pw-fetcher@example.test"
+	s.AddUser(user)
+	maildir := s.Maildir("fetcher")
+	dir := t.TempDir()
+	out := filepath.Join(dir, "delivered")
+	if err := os.Mkdir(out, 0700); err != nil {
+		t.Fatal(err)
+	}
+	home := filepath.Join(dir, "fetchmailhome")
+	if err := os.Mkdir(home, 0700); err != nil {
+		t.Fatal(err)
+	}
+	fetch := func(what, port, ssl string, wantCode int) string {
+		t.Helper()
+		rc := filepath.Join(dir, "fetchmailrc")
+		conf := fmt.Sprintf("set no syslog\npoll 127.0.0.1 protocol pop3 port %s:\n  user %q password %q\n  %s no sslcertck\n  no rewrite\n  mda \"cat > $(mktemp %s/msg.XXXXXX)\"\n",
+			port, user, pass, ssl, out)
+		if err := os.WriteFile(rc, []byte(conf), 0600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("fetchmail", "-f", rc, "-v", "--nosyslog", "--nokeep", "--nodetach")
+		cmd.Env = append(os.Environ(), "FETCHMAILHOME="+home, "HOME="+dir)
+		b, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("fetchmail (%s): %v", what, err)
+		}
+		if code != wantCode {
+			t.Fatalf("fetchmail (%s): exit status %d, want %d\n%s\nposthorn log:\n%s", what, code, wantCode, b, tail(s.Log(), 20))
+		}
+		return string(b)
+	}
+	delivered := func() []string {
+		var msgs []string
+		ents, _ := os.ReadDir(out)
+		for _, e := range ents {
+			b, err := os.ReadFile(filepath.Join(out, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs = append(msgs, string(b))
+		}
+		sort.Strings(msgs)
+		return msgs
+	}
+	// check verifies that every message that was in the Maildir reached the
+	// MDA whole (but for fetchmail's Received header), once.
+	check := func(what string, stored []string, log string) {
+		t.Helper()
+		got := delivered()
+		if len(got) != len(stored) {
+			t.Fatalf("%s: %d messages delivered to the MDA, want %d\n%s", what, len(got), len(stored), log)
+		}
+		for _, m := range stored {
+			n := 0
+			for _, g := range got {
+				if withoutFetchmailReceived(g) == crlfToLF(m) {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Errorf("%s: the Maildir message\n%q\nreached the MDA %d times; delivered:\n%q", what, m, n, got)
+			}
+		}
+		s.WaitFor("the Maildir to be empty after fetchmail --nokeep", 10*time.Second, func() bool {
+			return len(Messages(maildir)) == 0
+		})
+	}
+
+	sendMail(t, s, user, 3, "fetch one", "fetch two", "fetch three")
+	if _, err := s.Python(`
+import os, smtplib
+s = smtplib.SMTP(os.environ["SMTP_HOST"], int(os.environ["SMTP_PORT"]))
+s.sendmail("a@example.org", ["fetcher@example.test"], b"Subject: dots\r\n\r\n.line with a dot\r\n..two dots\r\n.\r\nafter a lone dot\r\n")
+s.quit()
+`); err != nil {
+		t.Fatal(err)
+	}
+	s.WaitMessages(maildir, 4, 15*time.Second)
+	stored := messageBodies(maildir)
+	log := fetch("STLS", portOf(s.Cfg.POP3.Listen[0]), "sslproto 'tls1.2+'", 0)
+	if !strings.Contains(log, "STLS") {
+		t.Errorf("fetchmail did not use STLS:\n%s", log)
+	}
+	check("over STLS", stored, log)
+
+	sendMail(t, s, user, 2, "fetch four", "fetch five")
+	s.WaitMessages(maildir, 2, 15*time.Second)
+	more := messageBodies(maildir)
+	log = fetch("POP3S", portOf(s.Cfg.POP3.ListenTLS[0]), "ssl", 0)
+	if !strings.Contains(log, "SSL/TLS: using protocol") {
+		t.Errorf("fetchmail did not use TLS on the POP3S port:\n%s", log)
+	}
+	check("over POP3S", append(stored, more...), log)
+
+	// Nothing new: fetchmail exits with status 1 and delivers nothing.
+	log = fetch("nothing new", portOf(s.Cfg.POP3.Listen[0]), "sslproto 'tls1.2+'", 1)
+	check("a run with nothing new", append(stored, more...), log)
 }
