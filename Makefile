@@ -65,10 +65,13 @@ test: test-deps
 # instance when Postfix is installed (it is never installed here).
 # BENCH_CLIENT=smtp-source drives both with Postfix's client; BENCH_ARGS
 # passes flags, e.g. BENCH_ARGS="-n 20000 -c 50 -rounds 1".
-# BENCH_CASE=local|relay|both (default both): delivery to Maildirs, and
-# mail submitted on the submission port and relayed over SMTP to
-# smtp-sink(1), Postfix relaying to the same sink for comparison.
-BENCH_CASE ?= both
+# BENCH_CASE=local|relay|both|imap|pop3|all, or several joined by commas
+# (default all): delivery to Maildirs; mail submitted on the submission
+# port and relayed over SMTP to smtp-sink(1), Postfix relaying to the same
+# sink for comparison; IMAP (SELECT, FETCH, SEARCH on a large INBOX, memory
+# of IDLE sessions) and POP3 (full download) against a private Dovecot on
+# the same Maildir when Dovecot is installed.
+BENCH_CASE ?= all
 bench: build test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./pkg/maildir ./pkg/spool
 	$(GO) run ./tests/bench -bin bin -case $(BENCH_CASE) $(BENCH_ARGS)

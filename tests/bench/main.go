@@ -410,7 +410,13 @@ func main() {
 	base := flag.String("dir", os.TempDir(), "where the instances keep their spool and Maildirs")
 	keep := flag.Bool("keep", false, "keep the instances' folders")
 	rounds := flag.Int("rounds", 3, "measure each system this many times, alternating which goes first; the median is reported")
-	benchCase := flag.String("case", "both", `"local" (delivery to Maildirs), "relay" (submission relayed to smtp-sink) or "both"`)
+	benchCase := flag.String("case", "both", `"local" (delivery to Maildirs), "relay" (submission relayed to smtp-sink), "both" (local and relay), "imap", "pop3", or "all"; several may be given separated by commas`)
+	imapN := flag.Int("imap-n", 100000, "imap case: messages in the mailbox")
+	idleK := flag.Int("idle-k", 10000, "imap case: concurrent IDLE sessions to posthorn")
+	dovecotIdleK := flag.Int("dovecot-idle-k", 1000, "imap case: concurrent IDLE sessions to Dovecot (one imap process each)")
+	idleBudget := flag.Duration("idle-budget", 150*time.Second, "imap case: stop opening IDLE sessions after this long and measure those open")
+	pop3N := flag.Int("pop3-n", 10000, "pop3 case: messages in the mailbox")
+	withDovecot := flag.Bool("dovecot", true, "imap and pop3 cases: also measure a private Dovecot when it is installed")
 	relayN := flag.Int("relay-n", 0, "messages to send in the relay case (default: -n)")
 	relayAuth := flag.Bool("relay-auth", true, "relay case: submit to posthorn's submission port with AUTH PLAIN (client go only); false: its MX port, relaying for smtpd.relay_networks 127.0.0.0/8")
 	relayReuse := flag.Bool("relay-reuse", true, "relay case: send a session's messages over one connection, logging in once (as -reuse); false: one connection and one login per message")
@@ -421,20 +427,31 @@ func main() {
 	if *n <= 0 || *c <= 0 || *size < 0 || *users <= 0 || *rounds <= 0 || *relayN <= 0 {
 		fatalf("-n, -relay-n, -c, -users and -rounds must be positive, -size not negative")
 	}
-	doLocal, doRelay := false, false
-	switch *benchCase {
-	case "local":
-		doLocal = true
-	case "relay":
-		doRelay = true
-	case "both":
-		doLocal, doRelay = true, true
-	default:
-		fatalf("unknown case %q: want local, relay or both", *benchCase)
+	doLocal, doRelay, doIMAP, doPOP3 := false, false, false, false
+	for _, bc := range strings.Split(*benchCase, ",") {
+		switch bc {
+		case "local":
+			doLocal = true
+		case "relay":
+			doRelay = true
+		case "both":
+			doLocal, doRelay = true, true
+		case "imap":
+			doIMAP = true
+		case "pop3":
+			doPOP3 = true
+		case "all":
+			doLocal, doRelay, doIMAP, doPOP3 = true, true, true, true
+		default:
+			fatalf("unknown case %q: want local, relay, both, imap, pop3 or all", bc)
+		}
+	}
+	if *imapN <= 0 || *idleK <= 0 || *dovecotIdleK <= 0 || *pop3N <= 0 {
+		fatalf("-imap-n, -idle-k, -dovecot-idle-k and -pop3-n must be positive")
 	}
 	if doRelay {
 		if _, err := os.Stat(smtpSink); err != nil {
-			if *benchCase == "relay" {
+			if !doLocal && !doIMAP && !doPOP3 {
 				fatalf("relay case: %s not found (Debian package postfix)", smtpSink)
 			}
 			fmt.Printf("relay case skipped: %s not found (Debian package postfix)\n", smtpSink)
@@ -567,6 +584,54 @@ func main() {
 		failed = failed || !ok
 		summary = append(summary, "relay: "+line)
 	}
+	if doIMAP || doPOP3 {
+		if os.Geteuid() != 0 {
+			fatalf("imap and pop3 cases: need root (the servers run their mail processes as %s)", mailOwner)
+		}
+	}
+	if doIMAP {
+		// Every session is a descriptor here and in the process serving it;
+		// posthorn's daemons inherit master's limit, master inherits ours.
+		lim, err := raiseNofile(uint64(*idleK) + uint64(*dovecotIdleK) + 4096)
+		k := *idleK
+		if need := uint64(k) + 1024; lim < need {
+			k = int(lim) - 1024
+			fmt.Printf("imap case: open-file limit %d (%v): IDLE sessions reduced from %d to %d\n", lim, err, *idleK, k)
+		}
+		dk := *dovecotIdleK
+		fmt.Printf("== imap case: %d-message INBOX; client: raw IMAP over loopback TCP, LOGIN in plaintext, one command at a time; open-file limit of this process and the servers %d\n", *imapN, lim)
+		if *imapN < 100000 {
+			fmt.Printf("imap case: N=%d, reduced from the issue's 100000 (-imap-n)\n", *imapN)
+		}
+		if k < 10000 {
+			fmt.Printf("imap case: %d IDLE sessions, reduced from the issue's 10000 (-idle-k)\n", k)
+		}
+		compare := *withDovecot && dovecotInstalled() && dovecotHas("imap")
+		if compare {
+			fmt.Printf("dovecot %s: private instance, imap only, plaintext on loopback, Maildir with its default indexes in the Maildir; IDLE with %d sessions, one imap process each (its default service_count=1 login, client_limit=1 imap): reduced from %d to keep the bench short (-dovecot-idle-k)\n", dovecotVersion(), dk, k)
+		} else {
+			fmt.Printf("dovecot comparison skipped: %s or /usr/lib/dovecot/imap absent (Debian package dovecot-imapd), or -dovecot=false\n", dovecotCmd)
+		}
+		fmt.Println("IDLE memory = sum over imap-login, imapd dispatcher and worker(s) (dovecot: imap-login and imap processes) of VmRSS (/proc/<pid>/status) and Pss (/proc/<pid>/smaps_rollup) with the sessions open in IDLE, minus the same sum before they were opened, divided by the sessions open")
+		ok := runIMAPCase(work, bins, *imapN, k, dk, *idleBudget, compare)
+		failed = failed || !ok
+		summary = append(summary, "imap: see the table above")
+	}
+	if doPOP3 {
+		compare := *withDovecot && dovecotInstalled() && dovecotHas("pop3")
+		fmt.Printf("== pop3 case: %d-message mailbox downloaded with a raw POP3 client: USER/PASS, LIST, RETR of every message, QUIT without DELE\n", *pop3N)
+		if *pop3N < 10000 {
+			fmt.Printf("pop3 case: N=%d, reduced from the issue's 10000 (-pop3-n)\n", *pop3N)
+		}
+		if compare {
+			fmt.Printf("dovecot %s: private instance, pop3 only, plaintext on loopback\n", dovecotVersion())
+		} else {
+			fmt.Printf("dovecot comparison skipped: %s or /usr/lib/dovecot/pop3 absent (Debian package dovecot-pop3d), or -dovecot=false\n", dovecotCmd)
+		}
+		ok := runPOP3Case(work, bins, *pop3N, compare)
+		failed = failed || !ok
+		summary = append(summary, "pop3: see the table above")
+	}
 	if len(summary) > 1 {
 		fmt.Println("summary:")
 		for _, s := range summary {
@@ -617,7 +682,7 @@ func runCase(work, bins string, l load, client string, rounds int, comparePostfi
 			var err error
 			if name == "posthorn" {
 				var ph *posthornSystem
-				ph, err = startPosthorn(work, bins, l.users, l.c, rs)
+				ph, err = startPosthorn(work, bins, l.users, l.c, rs, nil)
 				if ph != nil {
 					sys = ph
 				}

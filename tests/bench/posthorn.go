@@ -115,8 +115,9 @@ type posthornSystem struct {
 }
 
 // startPosthorn starts an instance delivering to virtual users' Maildirs,
-// or, with relay set, relaying every message to relay.sinkAddr.
-func startPosthorn(base, binDir string, users, sessions int, relay *relaySetup) (*posthornSystem, error) {
+// or, with relay set, relaying every message to relay.sinkAddr. tune, when
+// set, changes the configuration last (and may write files it names).
+func startPosthorn(base, binDir string, users, sessions int, relay *relaySetup, tune func(*config.Config) error) (*posthornSystem, error) {
 	dir, err := os.MkdirTemp(base, "posthorn-bench-")
 	if err != nil {
 		return nil, err
@@ -140,6 +141,7 @@ func startPosthorn(base, binDir string, users, sessions int, relay *relaySetup) 
 	c.SMTPD.Listen = []string{s.addr}
 	c.SMTPD.SubmissionListen, c.SMTPD.SubmissionsListen = []string{}, []string{}
 	c.POP3.Listen, c.POP3.ListenTLS = []string{}, []string{}
+	c.IMAP.Listen, c.IMAP.ListenTLS = []string{}, []string{}
 	if sessions+10 > c.SMTPD.ProcessLimit {
 		c.SMTPD.ProcessLimit = sessions + 10
 	}
@@ -171,6 +173,11 @@ func startPosthorn(base, binDir string, users, sessions int, relay *relaySetup) 
 			c.SMTPD.SubmissionListen = []string{s.submit}
 		} else {
 			c.SMTPD.RelayNetworks = []string{"127.0.0.0/8"}
+		}
+	}
+	if tune != nil {
+		if err := tune(c); err != nil {
+			return s, err
 		}
 	}
 	s.config = filepath.Join(dir, "posthorn.toml")
