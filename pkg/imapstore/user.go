@@ -21,6 +21,9 @@ import (
 type User struct {
 	name  string
 	store *mailbox.Store
+	// sel is the session's selected mailbox, whose \Recent messages
+	// STATUS reports (they are this session's, not up for taking).
+	sel *view
 	// logout runs when the session ends (releasing the store is the
 	// caller's business: several sessions share it).
 	logout func()
@@ -171,7 +174,9 @@ func (u *User) Rename(ctx context.Context, oldName, newName string) error {
 	return mapErr(err)
 }
 
-// Status implements imap.User.
+// Status implements imap.User. RECENT counts the messages no session has
+// taken as \Recent, without taking them; for the session's own selected
+// mailbox it is the number recent in that session, as Dovecot reports it.
 func (u *User) Status(ctx context.Context, name string, items imap.StatusItems) (*imap.MailboxStatus, error) {
 	m, err := u.store.Open(name)
 	if err != nil {
@@ -186,10 +191,11 @@ func (u *User) Status(ctx context.Context, name string, items imap.StatusItems) 
 		st.HighestModSeq = m.HighestModSeq()
 	}
 	if items&(imap.StatusUnseen|imap.StatusDeleted|imap.StatusSize|imap.StatusDeletedStorage|imap.StatusRecent) != 0 {
+		st.Recent = uint32(m.RecentCount())
+		if v := u.sel; v != nil && v.m.Name() == m.Name() {
+			st.Recent = uint32(v.m.RecentCount())
+		}
 		for _, msg := range m.Messages() {
-			if m.Recent(msg.UID) {
-				st.Recent++
-			}
 			if !imap.HasFlag(msg.Flags, imap.FlagSeen) {
 				st.Unseen++
 			}
@@ -203,13 +209,21 @@ func (u *User) Status(ctx context.Context, name string, items imap.StatusItems) 
 	return st, nil
 }
 
-// Open implements imap.User.
+// Open implements imap.User: a read-write SELECT takes the messages no
+// session has taken as \Recent (RFC 3501 §2.3.2), here and at every later
+// sync; EXAMINE shows them as recent but leaves them.
 func (u *User) Open(ctx context.Context, name string, readOnly bool) (imap.Mailbox, error) {
-	m, err := u.store.Open(name)
+	mode := mailbox.RecentTake
+	if readOnly {
+		mode = mailbox.RecentPeek
+	}
+	m, err := u.store.Select(name, mode)
 	if err != nil {
 		return nil, mapErr(err)
 	}
-	return &view{u: u, m: m, readOnly: readOnly}, nil
+	v := &view{u: u, m: m, readOnly: readOnly}
+	u.sel = v
+	return v, nil
 }
 
 // Append implements imap.User.

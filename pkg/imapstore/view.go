@@ -255,6 +255,9 @@ func (v *view) SetNotify(fn func()) {
 
 // Close implements imap.Mailbox.
 func (v *view) Close() error {
+	if v.u.sel == v {
+		v.u.sel = nil
+	}
 	v.SetNotify(nil)
 	return nil
 }

@@ -16,7 +16,8 @@
 // Files of posthorn's own, all optional and rebuilt when missing or bad:
 //
 //	posthorn.index        per folder: modseqs, sizes, INTERNALDATEs, names,
-//	                      keywords beyond 26, recent expunges (index.go)
+//	                      keywords beyond 26, recent expunges, the first
+//	                      UID no session has taken as \Recent (index.go)
 //	posthorn.cache        per folder: opaque per-UID data for FETCH/SEARCH
 //	                      (cache.go)
 //	posthorn-special-use  at the root: CREATE-SPECIAL-USE attributes

@@ -45,8 +45,12 @@ type folder struct {
 	idxFrames  int
 	idxCorrupt bool
 
-	recentUpTo uint32 // UIDs up to here were reported \Recent in this process
-	cache      cacheFile
+	// firstRecent is the lowest UID that may still be \Recent: no
+	// session has taken it (posthorn.index 'R'). haveRecent is false
+	// until it is known from the index or set by initRecent.
+	firstRecent uint32
+	haveRecent  bool
+	cache       cacheFile
 }
 
 type fileStamp struct {
@@ -176,6 +180,7 @@ func (f *folder) syncLocked(force bool) error {
 		scanCur, scanNew = true, true
 	}
 	w := f.newWrite()
+	f.initRecent(w)
 	if scanCur || scanNew {
 		if err := f.scan(w, scanCur, scanNew); err != nil {
 			return err
@@ -197,6 +202,7 @@ func (f *folder) resetState(uv uint32) {
 	// modseqs are inexact.
 	f.vanishFloor = max(f.highest, uint64(time.Now().UnixMicro()))
 	f.haveStamp = false
+	f.firstRecent, f.haveRecent = 0, false
 	f.idxCorrupt = true // rewrite the index from scratch
 	f.gen++
 	f.cache.reset(f, uv)
@@ -261,8 +267,74 @@ func (f *folder) loadKeywords(t dirTimes) {
 	f.kwTime = t.kw
 }
 
+// initRecent sets the first-recent UID when the index does not know it
+// (no index yet, an index from before it was kept, a new UIDVALIDITY, an
+// index rebuilt from the Maildir): it becomes the uidlist's next UID as it
+// is before this operation assigns any. Messages that already had a UID
+// are then not \Recent — whether a session took them is not known, and
+// reporting a whole mailbox as recent again is the worse mistake — while
+// files getting their first UID in this sync are. The caller holds the
+// uidlist lock, has read the index, and loaded the uidlist.
+func (f *folder) initRecent(w *write) {
+	if f.haveRecent {
+		return
+	}
+	f.firstRecent = max(f.firstRecent, f.ul.nextUID)
+	f.haveRecent = true
+	w.recent = true
+}
+
+// recentFloor is the first-recent UID as far as this process knows,
+// without writing anything. The caller holds f.mu.
+func (f *folder) recentFloor() uint32 {
+	switch {
+	case f.haveRecent:
+		return f.firstRecent
+	case f.ul != nil:
+		return max(f.firstRecent, f.ul.nextUID)
+	}
+	return f.firstRecent
+}
+
+// takeRecent takes for a read-write session the UIDs of newUIDs (new in
+// its view snap, ascending) that no session has taken, and advances the
+// first-recent UID past snap, all under the uidlist lock so that no two
+// sessions in any process take the same message. The caller holds f.mu.
+func (f *folder) takeRecent(newUIDs []uint32, snap []*msgRec) ([]uint32, error) {
+	if len(newUIDs) == 0 || newUIDs[len(newUIDs)-1] < f.recentFloor() {
+		return nil, nil // the floor only grows: nothing to take
+	}
+	l, err := takeLock(f.root, uidlistFile)
+	if err != nil {
+		return nil, err
+	}
+	defer l.release()
+	f.readIndex()
+	w := f.newWrite()
+	f.initRecent(w)
+	var took []uint32
+	for _, uid := range newUIDs {
+		if uid >= f.firstRecent {
+			took = append(took, uid)
+		}
+	}
+	if next := snap[len(snap)-1].uid + 1; next > f.firstRecent {
+		f.firstRecent = next
+		w.recent = true
+	}
+	if w.recent {
+		if err := f.writeIndex(w); err != nil {
+			// This process still will not give them out again; another
+			// one may, which is better than failing the SELECT.
+			f.s.logf("mailbox %s: recording recent messages: %v", f.name, err)
+		}
+	}
+	return took, nil
+}
+
 // write collects the changes of one locked operation.
 type write struct {
+	recent    bool   // the first-recent UID changed
 	modseq    uint64 // assigned lazily, one per operation
 	changed   []*msgRec
 	expunged  []expunged

@@ -27,6 +27,14 @@ import (
 //	             have no dovecot-keywords letter. A later M frame for a UID
 //	             replaces the earlier one.
 //	'X' expunge  uid:u32 modseq:u64
+//	'R' recent   first-recent-uid:u32
+//	             the lowest UID no IMAP session has taken as \Recent
+//	             (RFC 3501 §2.3.2): a read-write SELECT, and each sync of
+//	             such a session, takes the messages at or above it and
+//	             raises it past them; EXAMINE and STATUS only count them.
+//	             The last R frame holds. An index without one (rebuilt,
+//	             or written before R existed) gets the uidlist's next
+//	             UID: see folder.initRecent.
 //	'S' stamp    highestmodseq:u64 cur:i64 new:i64 uidlist-size:i64
 //	             uidlist-mtime:i64 uidlist-ino:u64 keywords-mtime:i64
 //	             clean:u8
@@ -89,6 +97,8 @@ type indexState struct {
 	expunges    []expunged
 	stamp       stamp
 	haveStamp   bool
+	firstRecent uint32
+	haveRecent  bool
 	touched     []uint32 // UIDs of M and X frames read
 	frames      int      // frames read, to decide on compaction
 	good        int64    // end of the last complete, valid frame
@@ -138,6 +148,12 @@ func expungeFrame(b []byte, e expunged) []byte {
 	body := []byte{'X'}
 	body = binary.LittleEndian.AppendUint32(body, e.uid)
 	body = binary.LittleEndian.AppendUint64(body, e.modseq)
+	return appendFrame(b, body)
+}
+
+func recentFrame(b []byte, firstRecent uint32) []byte {
+	body := []byte{'R'}
+	body = binary.LittleEndian.AppendUint32(body, firstRecent)
 	return appendFrame(b, body)
 }
 
@@ -268,6 +284,12 @@ func (st *indexState) apply(body []byte, first bool) error {
 		delete(st.msgs, e.uid)
 		st.expunges = append(st.expunges, e)
 		st.touched = append(st.touched, e.uid)
+	case 'R':
+		st.firstRecent = r.u32()
+		if r.bad {
+			return errors.New("bad recent record")
+		}
+		st.haveRecent = true
 	case 'S':
 		s := stamp{highestModSeq: r.u64(), cur: int64(r.u64()), new: int64(r.u64()),
 			uidlistSize: int64(r.u64()), uidlistMtime: int64(r.u64()), uidlistIno: r.u64(),

@@ -87,6 +87,9 @@ func (f *folder) readIndex() {
 // frames after what was read before.
 func (f *folder) applyIndex(st *indexState, full bool) {
 	if full {
+		if f.uidValidity != st.uidValidity {
+			f.firstRecent, f.haveRecent = 0, false
+		}
 		f.uidValidity = st.uidValidity
 		f.msgs = st.msgs
 		f.recs = make([]*msgRec, 0, len(st.msgs))
@@ -128,6 +131,10 @@ func (f *folder) applyIndex(st *indexState, full bool) {
 		for _, m := range f.recs {
 			f.highest = max(f.highest, m.modseq)
 		}
+	}
+	if st.haveRecent {
+		f.firstRecent = max(f.firstRecent, st.firstRecent)
+		f.haveRecent = true
 	}
 	if st.haveStamp {
 		f.st, f.haveStamp = st.stamp, true
@@ -192,6 +199,11 @@ func (f *folder) writeIndex(w *write) error {
 	for _, e := range w.expunged {
 		b = expungeFrame(b, e)
 	}
+	frames := len(seen) + len(w.expunged) + 1
+	if w.recent && f.haveRecent {
+		b = recentFrame(b, f.firstRecent)
+		frames++
+	}
 	b = stampFrame(b, &f.st)
 	fl, err := f.root.OpenFile(indexFile, os.O_WRONLY|os.O_APPEND, 0)
 	if err == nil {
@@ -208,7 +220,7 @@ func (f *folder) writeIndex(w *write) error {
 		return fmt.Errorf("mailbox %s: append to %s: %w", f.name, indexFile, err)
 	}
 	f.idxGood += int64(len(b))
-	f.idxFrames += len(seen) + len(w.expunged) + 1
+	f.idxFrames += frames
 	return nil
 }
 
@@ -219,6 +231,11 @@ func (f *folder) rewriteIndex() error {
 	}
 	for _, e := range f.expunges {
 		b = expungeFrame(b, e)
+	}
+	frames := 2 + len(f.recs) + len(f.expunges)
+	if f.haveRecent {
+		b = recentFrame(b, f.firstRecent)
+		frames++
 	}
 	b = stampFrame(b, &f.st)
 	if err := f.replaceFile(indexFile, indexTmp, b, 0); err != nil {
@@ -231,7 +248,7 @@ func (f *folder) rewriteIndex() error {
 	}
 	f.idxIno = statStamp(fi).ino
 	f.idxGood = int64(len(b))
-	f.idxFrames = 2 + len(f.recs) + len(f.expunges)
+	f.idxFrames = frames
 	f.idxCorrupt = false
 	return nil
 }

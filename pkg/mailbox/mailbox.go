@@ -42,17 +42,37 @@ type Mailbox struct {
 	snap    []*msgRec // ascending UID
 	gen     uint64
 	uv      uint32
+	mode    RecentMode
 	recent  map[uint32]bool
 	checked bool
 }
+
+// RecentMode is what a Mailbox does with IMAP4rev1 \Recent (RFC 3501
+// §2.3.2): a message is recent in exactly one session, the first to see
+// it with the mailbox selected read-write. The folder's first-recent UID,
+// kept in posthorn.index and so shared by every process, divides messages
+// no session has taken (UIDs at or above it) from the rest.
+type RecentMode uint8
+
+const (
+	// RecentIgnore: the Mailbox is not a selected mailbox (STATUS, APPEND,
+	// COPY); it takes nothing and Recent is always false.
+	RecentIgnore RecentMode = iota
+	// RecentPeek (EXAMINE): messages not taken by any session are recent
+	// in this one too, but are left for a read-write session to take.
+	RecentPeek
+	// RecentTake (read-write SELECT): each Sync takes the messages no
+	// session has taken and advances the first-recent UID past them.
+	RecentTake
+)
 
 // Changes is what Sync found since the previous Sync of this Mailbox.
 type Changes struct {
 	New      []uint32 // ascending; report with EXISTS
 	Expunged []uint32 // ascending; report with EXPUNGE or VANISHED
 	Flags    []uint32 // ascending; messages whose flags changed (FETCH)
-	// Recent are the new UIDs this session is the first in this process
-	// to see (IMAP4rev1 \Recent).
+	// Recent are the new UIDs that are \Recent in this session (see
+	// RecentMode); always empty for RecentIgnore.
 	Recent []uint32
 }
 
@@ -60,8 +80,15 @@ type Changes struct {
 // another UIDVALIDITY: the session must end (RFC 3501 §2.3.1.1).
 var ErrUIDValidity = errors.New("mailbox: UIDVALIDITY changed")
 
-// Open opens a mailbox for a session and synchronizes it.
+// Open opens a mailbox for a session and synchronizes it; it takes no
+// part in \Recent (RecentIgnore).
 func (s *Store) Open(name string) (*Mailbox, error) {
+	return s.Select(name, RecentIgnore)
+}
+
+// Select opens a mailbox for a session that selects it and synchronizes
+// it; mode says how the session deals with \Recent.
+func (s *Store) Select(name string, mode RecentMode) (*Mailbox, error) {
 	name, err := ValidateName(name, false)
 	if err != nil {
 		return nil, err
@@ -70,7 +97,7 @@ func (s *Store) Open(name string) (*Mailbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Mailbox{f: f}
+	m := &Mailbox{f: f, mode: mode}
 	if _, err := m.Sync(); err != nil {
 		return nil, err
 	}
@@ -118,14 +145,20 @@ func (m *Mailbox) Sync() (Changes, error) {
 			j++
 		}
 	}
-	// \Recent: new to this process and not seen by an earlier session.
-	for _, uid := range c.New {
-		if uid > f.recentUpTo {
-			c.Recent = append(c.Recent, uid)
+	snap, gen := slices.Clone(f.recs), f.gen
+	switch m.mode {
+	case RecentPeek:
+		floor := f.recentFloor()
+		for _, uid := range c.New {
+			if uid >= floor {
+				c.Recent = append(c.Recent, uid)
+			}
 		}
-	}
-	if n := len(c.New); n > 0 && c.New[n-1] > f.recentUpTo {
-		f.recentUpTo = c.New[n-1]
+	case RecentTake:
+		var err error
+		if c.Recent, err = f.takeRecent(c.New, snap); err != nil {
+			return Changes{}, err
+		}
 	}
 	if len(c.Recent) > 0 {
 		if m.recent == nil {
@@ -138,8 +171,8 @@ func (m *Mailbox) Sync() (Changes, error) {
 	for _, u := range c.Expunged {
 		delete(m.recent, u)
 	}
-	m.snap = slices.Clone(f.recs)
-	m.gen = f.gen
+	m.snap = snap
+	m.gen = gen
 	m.uv = f.uidValidity
 	m.checked = true
 	return c, nil
@@ -207,6 +240,24 @@ func (m *Mailbox) Recent(uid uint32) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.recent[uid]
+}
+
+// RecentCount is STATUS RECENT. For a selected Mailbox (RecentPeek,
+// RecentTake) it is the number of messages \Recent in this session; for
+// RecentIgnore it is the number of messages of the view that no session
+// has taken yet, which it does not take either.
+func (m *Mailbox) RecentCount() int {
+	m.mu.Lock()
+	n, snap := len(m.recent), m.snap
+	m.mu.Unlock()
+	if m.mode != RecentIgnore {
+		return n
+	}
+	m.f.mu.Lock()
+	floor := m.f.recentFloor()
+	m.f.mu.Unlock()
+	i, _ := slices.BinarySearchFunc(snap, floor, recCmp)
+	return len(snap) - i
 }
 
 // Message returns a message as of the view's last Sync (or this session's

@@ -58,7 +58,10 @@ const msg1 = "From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
 
 func TestAppendSyncFlagsExpunge(t *testing.T) {
 	s, dir := newStore(t)
-	m := mustOpen(t, s, "INBOX")
+	m, err := s.Select("INBOX", RecentTake)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if m.Count() != 0 {
 		t.Fatal("new INBOX not empty")
 	}
