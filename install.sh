@@ -301,6 +301,17 @@ import_config() {
 			!($0 in virt) && !seen[$0]++')
 		printf '# mydestination\nlocal_domains = %s\n' "$(printf '%s\n' "$local_list" | toml_list)" >>"$out"
 		imported="$imported mydestination"
+		size=$(pfx message_size_limit)
+		if explicit message_size_limit && [ "$size" -gt 0 ] 2>/dev/null; then
+			printf '# message_size_limit\nmessage_size_limit = %s\n' "$size" >>"$out"
+			imported="$imported message_size_limit"
+		fi
+		# posthorn takes one delimiter; Postfix may list several characters.
+		delim=$(pfx recipient_delimiter)
+		if explicit recipient_delimiter && [ "${#delim}" -le 1 ]; then
+			printf '# recipient_delimiter\nrecipient_delimiter = %s\n' "$(toml_str "$delim")" >>"$out"
+			imported="$imported recipient_delimiter"
+		fi
 		relayhost=$(pfx relayhost)
 		imported="$imported relayhost"
 		home_mailbox=$(pfx home_mailbox)
