@@ -193,7 +193,8 @@ func buildCache(t *testing.T) {
 	c := enter(t, root, false)
 	c.must("apt-get install --download-only -y --no-install-recommends " + strings.Join(replacePackages, " "))
 	c.close()
-	tmp := cacheTar + ".tmp"
+	tmp := fmt.Sprintf("%s.%d.tmp", cacheTar, os.Getpid()) // another test run may build one too
+	defer os.Remove(tmp)
 	run(t, "tar", "-C", root, "--numeric-owner", "-cf", tmp, ".")
 	if err := os.Rename(tmp, cacheTar); err != nil {
 		t.Fatal(err)

@@ -10,11 +10,6 @@ import (
 	"time"
 )
 
-// homeMailbox is what the test sets local.home_mailbox to: root's mail is
-// read from /root/Maildir. (A fresh Debian system delivers it to
-// /var/mail/root in mbox, posthorn's default; this test reads Maildirs.)
-const homeMailbox = "Maildir/"
-
 // deliveryWait bounds each wait for a local delivery.
 const deliveryWait = 30 * time.Second
 
@@ -54,6 +49,9 @@ func status(c *chroot, pkg string) string {
 func testFreshInstall(t *testing.T, c *chroot, deb string) {
 	if st := status(c, "exim4-daemon-light"); st != "install ok installed" {
 		t.Fatalf("the root should start with Exim installed, not %q", st)
+	}
+	if out := c.must("sh /root/posthorn/install.sh --help"); !strings.Contains(out, "--replace") || !strings.Contains(out, "--uninstall") {
+		t.Errorf("install.sh --help:\n%s", out)
 	}
 	out := c.must("sh /root/posthorn/install.sh --deb " + deb)
 	t.Logf("install.sh:\n%s", tail([]byte(out), 30))
@@ -127,11 +125,13 @@ func testFreshInstall(t *testing.T, c *chroot, deb string) {
 		t.Errorf("posthorn.service is not enabled: multi-user.target.wants/posthorn.service -> %q", l)
 	}
 
-	// The test reads root's mail from a Maildir.
-	c.must(`sed -i 's|^#home_mailbox = .*|home_mailbox = "` + homeMailbox + `"|' /etc/posthorn/posthorn.toml && grep -q '^home_mailbox' /etc/posthorn/posthorn.toml`)
+	// An administrator's change, which --uninstall must keep.
+	c.must(`sed -i 's|^#maximal_queue_lifetime = .*|maximal_queue_lifetime = "3d"|' /etc/posthorn/posthorn.toml && grep -q '^maximal_queue_lifetime' /etc/posthorn/posthorn.toml`)
 	c.must("posthorn check")
 	m := startMaster(t, c)
-	inbox := func() string { return mailbox(c, "/root/Maildir") }
+	// Root's mail goes where it goes on a fresh Debian system: mbox in
+	// /var/mail/root.
+	inbox := func() string { return c.read("/var/mail/root") }
 
 	// mail(1) from bsd-mailx, as a user types it. It runs "sendmail -i
 	// -t" with "To: root" in the header.
@@ -140,8 +140,16 @@ func testFreshInstall(t *testing.T, c *chroot, deb string) {
 	waitFor(t, "mail(1)'s message in root's mailbox", deliveryWait, m, func() bool {
 		return strings.Contains(inbox(), "Subject: test from mailx")
 	})
-	if in := inbox(); !strings.Contains(in, "body from mailx") || !strings.Contains(in, "Delivered-To: root@"+hostname) {
-		t.Errorf("root's mailbox after mail(1):\n%s", in)
+	if in := inbox(); !strings.HasPrefix(in, "From root@"+hostname+" ") || !strings.Contains(in, "body from mailx") ||
+		!strings.Contains(in, "Delivered-To: root@"+hostname) {
+		t.Errorf("root's mailbox /var/mail/root after mail(1):\n%s", in)
+	}
+	if st := stat("/var/mail/root"); st != "600 root:mail regular file" && st != "660 root:mail regular file" {
+		t.Errorf("/var/mail/root: %s, want mode 600 or 660, root:mail (Debian Policy 11.6)", st)
+	}
+	// mail(1) reads it back (and leaves it: x quits without changes).
+	if out := c.must("echo x | mail -f /var/mail/root"); !strings.Contains(out, "test from mailx") {
+		t.Errorf("mail -f /var/mail/root:\n%s", out)
 	}
 
 	// cron: Debian's cron runs "sendmail -FCronDaemon -i -B8BITMIME -oem
@@ -218,11 +226,11 @@ func testFreshInstall(t *testing.T, c *chroot, deb string) {
 			t.Errorf("%s is still there after --uninstall", p)
 		}
 	}
-	if got := c.read("/etc/posthorn/posthorn.toml.removed"); !strings.Contains(got, `home_mailbox = "`+homeMailbox+`"`) {
+	if got := c.read("/etc/posthorn/posthorn.toml.removed"); !strings.Contains(got, "\nmaximal_queue_lifetime = \"3d\"") {
 		t.Errorf("the changed configuration was not kept as posthorn.toml.removed: %q", got)
 	}
 	if inbox() != mailBefore || mailBefore == "" {
-		t.Errorf("root's mailbox changed at --uninstall")
+		t.Errorf("root's mailbox /var/mail/root changed at --uninstall")
 	}
 	if n := strings.TrimSpace(c.must("find /var/spool/posthorn/deferred -type f | wc -l")); n != deferred || n == "0" {
 		t.Errorf("queued mail: %s files before --uninstall, %s after", deferred, n)
