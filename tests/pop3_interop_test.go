@@ -1,14 +1,20 @@
 package tests
 
 import (
+	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/posthorn/posthorn/pkg/config"
 )
 
 // crlfToLF turns a POP3 transfer's line ends into the Maildir's.
@@ -77,7 +83,7 @@ s.quit()
 	}
 
 	// RETR of each message gives the stored content.
-	var got []string
+	var got, byNumber []string
 	for _, n := range []string{"1", "2", "3"} {
 		body := curl("pop3://127.0.0.1:" + plain + "/" + n)
 		if !strings.Contains(body, "\r\n.line with a dot\r\n..two dots\r\n") {
@@ -85,6 +91,7 @@ s.quit()
 		}
 		got = append(got, crlfToLF(body))
 	}
+	byNumber = append(byNumber, got...)
 	sort.Strings(got)
 	for i := range stored {
 		if crlfToLF(stored[i]) != got[i] {
@@ -105,8 +112,8 @@ s.quit()
 	// POP3S on the TLS port, and STLS on the plain one.
 	for _, url := range []string{"pop3s://127.0.0.1:" + tlsPort + "/1", "pop3://127.0.0.1:" + plain + "/1"} {
 		body := curl("--insecure", "--ssl-reqd", url)
-		if crlfToLF(body) != got[0] && crlfToLF(body) != got[2] {
-			t.Errorf("message 1 over %s: %q", url, body)
+		if crlfToLF(body) != byNumber[0] {
+			t.Errorf("message 1 over %s: %q, want %q", url, body, byNumber[0])
 		}
 	}
 	curl("--insecure", "-X", "DELE", "-I", "pop3s://127.0.0.1:"+tlsPort+"/1")
@@ -117,8 +124,8 @@ s.quit()
 	if uidlLeft := strings.Split(strings.TrimSpace(crlfToLF(curl("-X", "UIDL", "pop3://127.0.0.1:"+plain+"/"))), "\n"); len(uidlLeft) != 1 || strings.Fields(uidlLeft[0])[1] != strings.Fields(uidl[2])[1] {
 		t.Errorf("UIDL after both deletions: %q, want the third message's of %q", uidlLeft, uidl)
 	}
-	if body := crlfToLF(curl("pop3://127.0.0.1:" + plain + "/1")); body != crlfToLF(remaining[0]) {
-		t.Errorf("the message left: curl %q, Maildir %q", body, remaining[0])
+	if body := crlfToLF(curl("pop3://127.0.0.1:" + plain + "/1")); body != crlfToLF(remaining[0]) || body != byNumber[2] {
+		t.Errorf("the message left: curl %q, Maildir %q, want the third message %q", body, remaining[0], byNumber[2])
 	}
 }
 
@@ -248,4 +255,263 @@ s.quit()
 	// Nothing new: fetchmail exits with status 1 and delivers nothing.
 	log = fetch("nothing new", portOf(s.Cfg.POP3.Listen[0]), "sslproto 'tls1.2+'", 1)
 	check("a run with nothing new", append(stored, more...), log)
+}
+
+// pop3StateScript prints, as JSON, a POP3 maildrop's UIDL and LIST lines
+// and each message's content. Optional argv[1] is a JSON list of message
+// numbers deleted first (the QUIT that follows commits the deletion).
+const pop3StateScript = `
+import os, poplib, json, sys
+p = poplib.POP3("127.0.0.1", int(os.environ["PORT"]), timeout=20)
+p.user(os.environ["POP3_USER"]); p.pass_(os.environ["POP3_PASS"])
+dele = json.loads(sys.argv[1]) if len(sys.argv) > 1 else []
+for n in dele:
+    p.dele(n)
+if dele:
+    p.quit()
+    p = poplib.POP3("127.0.0.1", int(os.environ["PORT"]), timeout=20)
+    p.user(os.environ["POP3_USER"]); p.pass_(os.environ["POP3_PASS"])
+uidl = [l.decode() for l in p.uidl()[1]]
+lst = [l.decode() for l in p.list()[1]]
+msgs = [b"\r\n".join(p.retr(i + 1)[1]).decode() for i in range(len(lst))]
+p.quit()
+print(json.dumps({"uidl": uidl, "list": lst, "messages": msgs}))
+`
+
+type pop3Drop struct {
+	UIDL     []string `json:"uidl"`
+	List     []string `json:"list"`
+	Messages []string `json:"messages"`
+}
+
+// pop3State logs in to a POP3 server on a loopback port, deletes the given
+// messages, and returns the maildrop's UIDL and LIST lines and messages.
+func pop3State(t *testing.T, port, user, pass string, dele ...int) pop3Drop {
+	t.Helper()
+	args := []string{"-c", pop3StateScript}
+	if len(dele) > 0 {
+		b, _ := json.Marshal(dele)
+		args = append(args, string(b))
+	}
+	cmd := exec.Command("python3", args...)
+	cmd.Env = append(os.Environ(), "PORT="+port, "POP3_USER="+user, "POP3_PASS="+pass)
+	out, err := cmd.Output()
+	if err != nil {
+		stderr := ""
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		t.Fatalf("pop3 state on port %s: %v\n%s%s", port, err, out, stderr)
+	}
+	var st pop3Drop
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatalf("pop3 state: %v\n%s", err, out)
+	}
+	return st
+}
+
+// startDovecotPOP3 runs a private Dovecot (pop3d only, plaintext on a
+// loopback port, Dovecot 2.3's default UIDL format spelled out) over one
+// Maildir, with one user and password, its mail processes running as
+// uid:gid. It is stopped when the test ends.
+func startDovecotPOP3(t *testing.T, maildir, user, pass string, uid, gid int) (port string, logPath string) {
+	t.Helper()
+	dir := t.TempDir()
+	for d := dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0755)
+	}
+	p := freePort(t)
+	port = fmt.Sprint(p)
+	logPath = filepath.Join(dir, "dovecot.log")
+	passwd := filepath.Join(dir, "passwd")
+	if err := os.WriteFile(passwd, []byte(user+":{PLAIN}"+pass+"\n"), 0644); err != nil {
+		t.Fatal(err)
+	}
+	home := filepath.Join(dir, "home")
+	os.MkdirAll(home, 0755)
+	os.Chown(home, uid, gid)
+	conf := filepath.Join(dir, "dovecot.conf")
+	text := fmt.Sprintf(`base_dir = %[1]s/run
+state_dir = %[1]s/state
+log_path = %[2]s
+info_log_path = %[2]s
+protocols = pop3
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_internal_user = dovecot
+default_login_user = dovenull
+first_valid_uid = 1
+first_valid_gid = 1
+mail_location = maildir:%[3]s
+pop3_uidl_format = %%08Xu%%08Xv
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%%u %[4]s
+}
+userdb {
+  driver = static
+  args = uid=%[5]d gid=%[6]d home=%[7]s
+}
+service pop3-login {
+  inet_listener pop3 {
+    address = 127.0.0.1
+    port = %[8]d
+  }
+  inet_listener pop3s {
+    port = 0
+  }
+}
+`, dir, logPath, maildir, passwd, uid, gid, home, p)
+	if err := os.WriteFile(conf, []byte(text), 0644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("dovecot", "-F", "-c", conf)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	})
+	dovelog := func() string {
+		b, _ := os.ReadFile(logPath)
+		return out.String() + string(b)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		select {
+		case <-done:
+			t.Fatalf("dovecot exited at start:\n%s", dovelog())
+		default:
+		}
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second)
+		if err == nil {
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			buf := make([]byte, 256)
+			n, _ := c.Read(buf)
+			c.Close()
+			if strings.HasPrefix(string(buf[:n]), "+OK") {
+				return port, logPath
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dovecot did not answer on port %s within 20 s:\n%s", port, dovelog())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestDovecotPOP3UIDLs runs Debian's Dovecot pop3d and posthorn's pop3d
+// over the same Maildir: both list the same UIDLs (Dovecot's default
+// %08Xu%08Xv: UID and UIDVALIDITY), sizes and contents, whichever server
+// reads a delivery first, and after a deletion through Dovecot.
+func TestDovecotPOP3UIDLs(t *testing.T) {
+	if _, err := exec.LookPath("dovecot"); err != nil {
+		t.Skip("dovecot not installed")
+	}
+	if _, err := os.Stat("/usr/lib/dovecot/pop3"); err != nil {
+		t.Skip("Dovecot's pop3d (dovecot-pop3d) not installed")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("the test runs Dovecot as root with a separate mail user (CI runs as root)")
+	}
+	ensureUser(t, "posthorn-test", false)
+	vmailUID, vmailGID, _ := ensureUser(t, "phvmail-test", false)
+	os.Chmod(binDir, 0755)
+	s := NewSystem(t, func(c *config.Config) {
+		c.MailOwner = "posthorn-test"
+		c.Local.DeliveryUser = "root"
+		c.Virtual.User, c.Virtual.Group = "phvmail-test", "phvmail-test"
+	})
+	for d := s.Dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0755)
+	}
+	os.MkdirAll(filepath.Join(s.Dir, "mail"), 0750)
+	os.Chown(filepath.Join(s.Dir, "mail"), vmailUID, vmailGID)
+	s.Start()
+	t.Cleanup(s.Stop)
+	user, pass := "popdove@example.test", "pw-popdove@example.test"
+	s.AddUser(user)
+	maildir := s.Maildir("popdove")
+	php := portOf(s.Cfg.POP3.Listen[0])
+
+	// Posthorn delivers and lists first, so posthorn assigns the UIDs.
+	sendMail(t, s, user, 3, "one", "two", "three")
+	s.WaitMessages(maildir, 3, 15*time.Second)
+	first := pop3State(t, php, user, pass)
+	if len(first.UIDL) != 3 {
+		t.Fatalf("posthorn lists %d messages, want 3: %v", len(first.UIDL), first.UIDL)
+	}
+
+	dvp, dovelog := startDovecotPOP3(t, maildir, user, pass, vmailUID, vmailGID)
+	compare := func(step string, d, p pop3Drop) {
+		t.Helper()
+		b, _ := os.ReadFile(dovelog)
+		if !reflect.DeepEqual(d.UIDL, p.UIDL) {
+			t.Errorf("%s: UIDL differs\ndovecot:  %q\nposthorn: %q\ndovecot log:\n%s", step, d.UIDL, p.UIDL, tail(string(b), 20))
+		}
+		if !reflect.DeepEqual(d.List, p.List) {
+			t.Errorf("%s: LIST differs\ndovecot:  %q\nposthorn: %q", step, d.List, p.List)
+		}
+		if !reflect.DeepEqual(d.Messages, p.Messages) {
+			t.Errorf("%s: message contents differ\ndovecot:  %q\nposthorn: %q", step, d.Messages, p.Messages)
+		}
+	}
+	d := pop3State(t, dvp, user, pass)
+	compare("posthorn's UIDLs read by dovecot", d, pop3State(t, php, user, pass))
+	if !reflect.DeepEqual(d.UIDL, first.UIDL) {
+		t.Errorf("the UIDLs changed once dovecot read the Maildir:\nbefore %q\nafter  %q", first.UIDL, d.UIDL)
+	}
+
+	// Message 2 deleted through Dovecot: both list the other two, with
+	// their UIDLs unchanged.
+	d = pop3State(t, dvp, user, pass, 2)
+	s.WaitFor("the message deleted by dovecot to leave the Maildir", 10*time.Second, func() bool {
+		return len(Messages(maildir)) == 2
+	})
+	compare("after DELE 2 through dovecot", d, pop3State(t, php, user, pass))
+	if want := []string{"1 " + strings.Fields(first.UIDL[0])[1], "2 " + strings.Fields(first.UIDL[2])[1]}; !reflect.DeepEqual(d.UIDL, want) {
+		t.Errorf("UIDL after deleting message 2: %q, want %q", d.UIDL, want)
+	}
+
+	// New deliveries read by Dovecot first: Dovecot assigns the UIDs.
+	sendMail(t, s, user, 2, "four", "five")
+	s.WaitMessages(maildir, 4, 15*time.Second)
+	d = pop3State(t, dvp, user, pass)
+	if len(d.UIDL) != 4 {
+		t.Fatalf("dovecot lists %d messages, want 4: %q", len(d.UIDL), d.UIDL)
+	}
+	compare("new deliveries listed by dovecot first", d, pop3State(t, php, user, pass))
+
+	// And one read by posthorn first.
+	sendMail(t, s, user, 1, "six")
+	s.WaitMessages(maildir, 5, 15*time.Second)
+	p := pop3State(t, php, user, pass)
+	if len(p.UIDL) != 5 {
+		t.Fatalf("posthorn lists %d messages, want 5: %q", len(p.UIDL), p.UIDL)
+	}
+	compare("a new delivery listed by posthorn first", pop3State(t, dvp, user, pass), p)
+
+	// A deletion through posthorn, seen by Dovecot.
+	p = pop3State(t, php, user, pass, 1)
+	s.WaitFor("the message deleted by posthorn to leave the Maildir", 10*time.Second, func() bool {
+		return len(Messages(maildir)) == 4
+	})
+	compare("after DELE 1 through posthorn", pop3State(t, dvp, user, pass), p)
+	if b, _ := os.ReadFile(dovelog); strings.Contains(string(b), "Error:") || strings.Contains(string(b), "Warning:") {
+		t.Errorf("dovecot logged errors or warnings over posthorn's Maildir:\n%s", b)
+	}
+	t.Logf("final UIDLs, the same in both servers: %q", p.UIDL)
 }
