@@ -125,7 +125,7 @@ func imapRun(addr string, n int) (imapTimes, error) {
 		return t, err
 	}
 	defer ic.Close()
-	if err := ic.login(); err != nil {
+	if err := ic.login(mailUser); err != nil {
 		return t, fmt.Errorf("LOGIN: %v", err)
 	}
 	t.login = time.Since(t0)
@@ -186,6 +186,8 @@ func imapRun(addr string, n int) (imapTimes, error) {
 
 // idleResult is K sessions held in IDLE.
 type idleResult struct {
+	user         string
+	msgs         int
 	want, opened int
 	open         time.Duration
 	before       memSum
@@ -198,8 +200,8 @@ type idleResult struct {
 // holdIdle opens k sessions (LOGIN, SELECT INBOX, IDLE) with c at a time,
 // giving up opening new ones after budget, measures the memory of the
 // processes keep accepts below root, then closes them.
-func holdIdle(addr string, k, c int, budget time.Duration, root int, label func(procInfo) string, keep func(string) bool) idleResult {
-	res := idleResult{want: k}
+func holdIdle(addr, user string, msgs, k, c int, budget time.Duration, root int, label func(procInfo) string, keep func(string) bool) idleResult {
+	res := idleResult{want: k, user: user, msgs: msgs}
 	res.before = sumMem(root, label, keep)
 	var mu sync.Mutex
 	var conns []*imapConn
@@ -215,7 +217,7 @@ func holdIdle(addr string, k, c int, budget time.Duration, root int, label func(
 			for range jobs {
 				ic, err := dialIMAP(addr)
 				if err == nil {
-					if err = ic.login(); err == nil {
+					if err = ic.login(user); err == nil {
 						if _, err = ic.cmd(120*time.Second, "SELECT INBOX"); err == nil {
 							ic.tagN++
 							fmt.Fprintf(ic.w, "a%d IDLE\r\n", ic.tagN)
@@ -291,8 +293,8 @@ func (r idleResult) perSession() (rss, pss float64) {
 
 func (r idleResult) String() string {
 	rss, pss := r.perSession()
-	s := fmt.Sprintf("%d/%d sessions open in %.1f s; before %s; with the sessions %s; per session %.1f KB RSS, %.1f KB PSS (open-file limit of the serving process %s)",
-		r.opened, r.want, r.open.Seconds(), r.before, r.after, rss, pss, r.nofile)
+	s := fmt.Sprintf("%s, %d-message INBOX: %d/%d sessions open in %.1f s; before %s; with the sessions %s; per session %.1f KB RSS, %.1f KB PSS (open-file limit of the serving process %s)",
+		r.user, r.msgs, r.opened, r.want, r.open.Seconds(), r.before, r.after, rss, pss, r.nofile)
 	if r.reduced != "" {
 		s += "; " + r.reduced
 	}
@@ -365,13 +367,18 @@ func mailInstance(work, bins, proto string, n int, uid, gid int) (*posthornSyste
 	if err := writeMaildir(maildir, n, uid, gid); err != nil {
 		return ph, "", "", 0, err
 	}
+	if proto == "imap" {
+		if err := writeMaildir(filepath.Join(ph.dir, "mail", localDomain, "user1", "Maildir"), idleMsgs, uid, gid); err != nil {
+			return ph, "", "", 0, err
+		}
+	}
 	syscall.Sync()
 	return ph, addr, maildir, time.Since(t0), nil
 }
 
 // runIMAPCase measures posthorn's IMAP server, and Dovecot's on the same
 // Maildir when compare is set.
-func runIMAPCase(work, bins string, n, k, dk int, idleBudget time.Duration, compare bool) bool {
+func runIMAPCase(work, bins string, n, k, dk, bigK int, idleBudget time.Duration, compare bool) bool {
 	ok := true
 	uid, gid, err := mailOwnerIDs()
 	if err != nil {
@@ -387,6 +394,7 @@ func runIMAPCase(work, bins string, n, k, dk int, idleBudget time.Duration, comp
 		name        string
 		cold, warm  imapTimes
 		idle        idleResult
+		bigIdle     idleResult
 		coldErr     error
 		warmErr     error
 		extrasFirst string
@@ -407,9 +415,11 @@ func runIMAPCase(work, bins string, n, k, dk int, idleBudget time.Duration, comp
 	fmt.Printf("posthorn: %d-message run read %.1f MB\n", n, float64(pr.cold.bytes)/(1<<20))
 	phLabel := ph.Label
 	phKeep := func(l string) bool { return strings.HasPrefix(l, "imap") }
-	pr.idle = holdIdle(addr, k, 50, idleBudget, ph.MasterPid(), phLabel, phKeep)
+	pr.bigIdle = holdIdle(addr, mailUser, n, bigK, 50, idleBudget, ph.MasterPid(), phLabel, phKeep)
+	fmt.Printf("posthorn IDLE: %s\n", pr.bigIdle)
+	pr.idle = holdIdle(addr, idleUser, idleMsgs, k, 50, idleBudget, ph.MasterPid(), phLabel, phKeep)
 	fmt.Printf("posthorn IDLE: %s\n", pr.idle)
-	if pr.idle.err != "" || pr.idle.opened < k && pr.idle.reduced == "" {
+	if pr.idle.err != "" || pr.bigIdle.err != "" || pr.idle.opened < k && pr.idle.reduced == "" {
 		ok = false
 		fmt.Printf("posthorn log (last lines):\n%s\n", ph.LogTail(15))
 	}
@@ -419,7 +429,7 @@ func runIMAPCase(work, bins string, n, k, dk int, idleBudget time.Duration, comp
 	var dr *sysRuns
 	if compare {
 		extras := maildirExtras(maildir)
-		dv, err := startDovecot(work, maildir, uid, gid, true, false, dk)
+		dv, err := startDovecot(work, filepath.Join(ph.dir, "mail"), uid, gid, true, false, dk+bigK)
 		if dv != nil {
 			atExit(func() { dv.Stop() })
 		}
@@ -429,9 +439,12 @@ func runIMAPCase(work, bins string, n, k, dk int, idleBudget time.Duration, comp
 		r := runs("dovecot", dv.imap, extras)
 		dlabel := func(p procInfo) string { return p.comm }
 		dkeep := func(l string) bool { return l == "imap" || l == "imap-login" }
-		r.idle = holdIdle(dv.imap, dk, 50, idleBudget, dv.MasterPid(), dlabel, dkeep)
+		r.bigIdle = holdIdle(dv.imap, mailUser, n, bigK, 50, idleBudget, dv.MasterPid(), dlabel, dkeep)
+		fmt.Printf("dovecot IDLE: %s\n", r.bigIdle)
+		time.Sleep(time.Second) // the closed sessions' processes exit
+		r.idle = holdIdle(dv.imap, idleUser, idleMsgs, dk, 50, idleBudget, dv.MasterPid(), dlabel, dkeep)
 		fmt.Printf("dovecot IDLE: %s\n", r.idle)
-		if r.idle.err != "" {
+		if r.idle.err != "" || r.bigIdle.err != "" {
 			fmt.Printf("dovecot log (last lines):\n%s\n", dv.LogTail(15))
 		}
 		if err := dv.Stop(); err != nil {
@@ -469,14 +482,24 @@ func runIMAPCase(work, bins string, n, k, dk int, idleBudget time.Duration, comp
 		row("cold: "+op.name, pc, dc)
 		row("warm: "+op.name, pw, dw)
 	}
-	prss, ppss := pr.idle.perSession()
-	if dr != nil {
-		drss, dpss := dr.idle.perSession()
-		fmt.Printf("%-44s %9.1f KB %9.1f KB %8s\n", "IDLE memory per session, RSS", prss, drss, fratio(prss, drss))
-		fmt.Printf("%-44s %9.1f KB %9.1f KB %8s\n", "IDLE memory per session, PSS", ppss, dpss, fratio(ppss, dpss))
-		fmt.Printf("%-44s %12d %12d\n", "IDLE sessions measured", pr.idle.opened, dr.idle.opened)
-	} else {
-		fmt.Printf("%-44s %9.1f KB\n%-44s %9.1f KB\n%-44s %12d\n", "IDLE memory per session, RSS", prss, "IDLE memory per session, PSS", ppss, "IDLE sessions measured", pr.idle.opened)
+	for _, which := range []struct {
+		what string
+		p, d func(sysRuns) idleResult
+	}{
+		{fmt.Sprintf("IDLE on a %d-msg INBOX", idleMsgs), func(s sysRuns) idleResult { return s.idle }, nil},
+		{fmt.Sprintf("IDLE on the %d-msg INBOX", n), func(s sysRuns) idleResult { return s.bigIdle }, nil},
+	} {
+		pi := which.p(pr)
+		prss, ppss := pi.perSession()
+		if dr != nil {
+			di := which.p(*dr)
+			drss, dpss := di.perSession()
+			fmt.Printf("%-44s %9.1f KB %9.1f KB %8s\n", which.what+", RSS/session", prss, drss, fratio(prss, drss))
+			fmt.Printf("%-44s %9.1f KB %9.1f KB %8s\n", which.what+", PSS/session", ppss, dpss, fratio(ppss, dpss))
+			fmt.Printf("%-44s %12d %12d\n", which.what+", sessions", pi.opened, di.opened)
+		} else {
+			fmt.Printf("%-44s %9.1f KB\n%-44s %9.1f KB\n%-44s %12d\n", which.what+", RSS/session", prss, which.what+", PSS/session", ppss, which.what+", sessions", pi.opened)
+		}
 	}
 	fmt.Println("ratio = posthorn/dovecot: time, or memory; below 1 is posthorn ahead")
 	fmt.Printf("cold = the first session after the server started (posthorn: Maildir holding %s; dovecot: Maildir holding %s, left by posthorn's runs, so Dovecot assigned no UIDs but built its own index and cache); warm = a second session right after\n",

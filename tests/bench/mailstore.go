@@ -21,6 +21,9 @@ import (
 // hash and the figures are the servers' own.
 const (
 	mailUser = "user0@" + localDomain
+	// idleUser has a small INBOX, for the many IDLE sessions.
+	idleUser = "user1@" + localDomain
+	idleMsgs = 100
 	mailPass = "bench-password"
 	// searchWord is in the body of one message in rareEvery.
 	searchWord = "quetzalcoatl"
@@ -67,7 +70,7 @@ func writeMaildir(dir string, n, uid, gid int) error {
 		fmt.Fprintf(&b, "Message-ID: <%d.%d@bench.example.test>\r\n", i, base)
 		fmt.Fprintf(&b, "Date: %s\r\n", t.Format(time.RFC1123Z))
 		fmt.Fprintf(&b, "From: Sender %d <sender%d@bench.example.test>\r\n", i%97, i%97)
-		fmt.Fprintf(&b, "To: %s\r\n", mailUser)
+		b.WriteString("To: user0@" + localDomain + "\r\n")
 		fmt.Fprintf(&b, "Subject: bench message %d about item %d\r\n", i, i%389)
 		b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n")
 		for l := 0; l < 6; l++ {
@@ -101,7 +104,7 @@ func writeMaildir(dir string, n, uid, gid int) error {
 // passwdLine is the user's line in posthorn's users file and in Dovecot's
 // passwd-file.
 func passwdLine(uid, gid int) string {
-	return fmt.Sprintf("%s:{PLAIN}%s:%d:%d::::\n", mailUser, mailPass, uid, gid)
+	return fmt.Sprintf("%s:{PLAIN}%s:%d:%d::::\n%s:{PLAIN}%s:%d:%d::::\n", mailUser, mailPass, uid, gid, idleUser, mailPass, uid, gid)
 }
 
 const dovecotCmd = "/usr/sbin/dovecot"
@@ -134,7 +137,9 @@ type dovecotSystem struct {
 	waited     chan struct{}
 }
 
-func startDovecot(base, maildir string, uid, gid int, imap, pop3 bool, sessions int) (*dovecotSystem, error) {
+// startDovecot serves the Maildirs <mailRoot>/<domain>/<user>/Maildir,
+// posthorn's layout for virtual users.
+func startDovecot(base, mailRoot string, uid, gid int, imap, pop3 bool, sessions int) (*dovecotSystem, error) {
 	dir, err := os.MkdirTemp(base, "dovecot-bench-")
 	if err != nil {
 		return nil, err
@@ -201,7 +206,7 @@ default_internal_user = dovecot
 default_login_user = dovenull
 first_valid_uid = 1
 first_valid_gid = 1
-mail_location = maildir:%[4]s
+mail_location = maildir:%[4]s/%%d/%%n/Maildir
 pop3_uidl_format = %%08Xu%%08Xv
 default_process_limit = %[8]d
 default_client_limit = %[9]d
@@ -214,7 +219,7 @@ userdb {
   driver = static
   args = uid=%[6]d gid=%[7]d home=%[1]s/home
 }
-%[10]s`, dir, s.log, strings.Join(protos, " "), maildir, passwd, uid, gid, limit, 2*limit+100, listeners)
+%[10]s`, dir, s.log, strings.Join(protos, " "), mailRoot, passwd, uid, gid, limit, 2*limit+100, listeners)
 	if err := os.WriteFile(conf, []byte(text), 0644); err != nil {
 		return s, err
 	}
@@ -385,9 +390,9 @@ func (ic *imapConn) cmd(timeout time.Duration, format string, args ...any) (imap
 	}
 }
 
-// login logs in with LOGIN (plaintext, loopback) and selects INBOX.
-func (ic *imapConn) login() error {
-	_, err := ic.cmd(60*time.Second, "LOGIN %s %s", mailUser, mailPass)
+// login logs in with LOGIN (plaintext, loopback).
+func (ic *imapConn) login(user string) error {
+	_, err := ic.cmd(60*time.Second, "LOGIN %s %s", user, mailPass)
 	return err
 }
 
