@@ -392,7 +392,9 @@ service imap-login {
 
 // TestDovecotInterop runs Debian's Dovecot imapd and posthorn's imapd over
 // the same Maildir: mail delivered by posthorn and read by Dovecot, and the
-// reverse, shows the same UIDVALIDITY, UIDs, flags and keywords in both.
+// reverse, shows the same UIDVALIDITY, UIDs, flags and keywords in both;
+// \Recent stays right among posthorn's sessions while Dovecot's work on
+// the same mailbox (each server tracks its own).
 func TestDovecotInterop(t *testing.T) {
 	if _, err := exec.LookPath("dovecot"); err != nil {
 		t.Skip("dovecot (dovecot-imapd) not installed")
@@ -529,5 +531,58 @@ check(m.expunge()[0] == "OK", "expunge")
 	if _, ok := st["INBOX"].Messages[uids[2]]; ok {
 		t.Errorf("posthorn still shows UID %s expunged by dovecot", uids[2])
 	}
+
+	// \Recent: Dovecot keeps its own in dovecot.index, which posthorn does
+	// not read, so each server shares recent messages only among its own
+	// sessions. Posthorn's sessions must still follow RFC 3501 §2.3.2
+	// among themselves while Dovecot sessions select, append and sync
+	// alongside, and both must report the same messages and UIDs.
+	out = imapPython(t, php, user, pass, `
+import re
+def conn(port):
+    c = imaplib.IMAP4("127.0.0.1", int(port), timeout=20)
+    check(c.login(os.environ["IMAP_USER"], os.environ["IMAP_PASS"])[0] == "OK", "login on %s" % port)
+    return c
+def status(c):
+    typ, data = c.status("INBOX", "(MESSAGES RECENT UIDNEXT)")
+    check(typ == "OK", "status")
+    return tuple(int(x) for x in re.search(rb"MESSAGES (\d+) RECENT (\d+) UIDNEXT (\d+)", data[0]).groups())
+def recent(c):
+    typ, data = c.uid("FETCH", "1:*", "(UID FLAGS)")
+    return [int(re.search(rb"UID (\d+)", d).group(1)) for d in data if b"\\Recent" in d]
+def uids(c):
+    typ, data = c.uid("SEARCH", None, "ALL")
+    return [int(x) for x in data[0].split()]
+dv = conn(`+dvp+`)
+check(dv.select("INBOX")[0] == "OK", "dovecot SELECT")
+msgs, rec0, _ = status(m)
+a = conn(os.environ["PORT"])
+typ, data = a.select("INBOX")
+check(int(data[0]) == msgs, "posthorn SELECT A: %d messages" % msgs)
+check(a.response("RECENT")[1] == [str(rec0).encode()], "posthorn SELECT A takes the %d STATUS counted, Dovecot's SELECT notwithstanding" % rec0)
+check(len(recent(a)) == rec0, "A has \\Recent on those")
+check(uids(a) == uids(dv), "posthorn and dovecot list the same UIDs")
+b = conn(os.environ["PORT"])
+b.select("INBOX")
+check(b.response("RECENT")[1] == [b"0"], "posthorn SELECT B: RECENT 0")
+check(status(m)[:2] == (msgs, 0), "posthorn STATUS from a third session: RECENT 0")
+
+# A message appended through Dovecot, seen first by Dovecot's session.
+typ, data = dv.append("INBOX", None, None, b"Subject: recent interop\r\n\r\nbody\r\n")
+check(typ == "OK", "dovecot append")
+newuid = int(re.search(rb"APPENDUID \d+ (\d+)", data[0]).group(1))
+check(dv.noop()[0] == "OK", "dovecot sync")
+check(a.noop()[0] == "OK" and b.noop()[0] == "OK", "posthorn sessions sync")
+check(uids(a) == uids(b) == uids(dv) and uids(a)[-1] == newuid, "the same UIDs everywhere, %d last" % newuid)
+ra, rb = newuid in recent(a), newuid in recent(b)
+check(ra != rb, "the new message is recent in exactly one posthorn session (A %s, B %s)" % (ra, rb))
+check(status(m) == (msgs + 1, 0, newuid + 1), "posthorn STATUS: %d messages, RECENT 0, UIDNEXT %d" % (msgs + 1, newuid + 1))
+d2 = conn(`+dvp+`)
+check(status(d2)[0] == msgs + 1, "dovecot STATUS MESSAGES")
+for c in (a, b, dv, d2):
+    c.logout()
+`)
+	t.Log(out)
+	st = compare("\\Recent sessions on both servers")
 	t.Logf("final state, the same in both servers: %v", st)
 }
