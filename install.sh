@@ -292,10 +292,10 @@ import_config() {
 		fi
 		virt_list=$(
 			if explicit virtual_mailbox_domains; then table_domains "$(pfx virtual_mailbox_domains)"; fi |
-				tr 'A-Z' 'a-z' | awk '!seen[$0]++'
+				tr '[:upper:]' '[:lower:]' | awk '!seen[$0]++'
 		)
 		imported="$imported virtual_mailbox_domains"
-		local_list=$(table_domains "$(pfx mydestination)" | tr 'A-Z' 'a-z' | awk -v h="$(printf '%s' "$host" | tr 'A-Z' 'a-z')" -v v="$virt_list" '
+		local_list=$(table_domains "$(pfx mydestination)" | tr '[:upper:]' '[:lower:]' | awk -v h="$(printf '%s' "$host" | tr '[:upper:]' '[:lower:]')" -v v="$virt_list" '
 			BEGIN { n = split(v, vs, "\n"); for (i = 1; i <= n; i++) virt[vs[i]] = 1 }
 			$0 == h { $0 = "$hostname" }
 			!($0 in virt) && !seen[$0]++')
