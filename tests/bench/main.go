@@ -615,7 +615,7 @@ func main() {
 		} else {
 			fmt.Printf("dovecot comparison skipped: %s or /usr/lib/dovecot/imap absent (Debian package dovecot-imapd), or -dovecot=false\n", dovecotCmd)
 		}
-		fmt.Println("IDLE memory = sum over imap-login, imapd dispatcher and worker(s) (dovecot: imap-login and imap processes) of VmRSS (/proc/<pid>/status) and Pss (/proc/<pid>/smaps_rollup) with the sessions open in IDLE, minus the same sum before they were opened, divided by the sessions open")
+		fmt.Println("IDLE memory = sum over imap-login, imapd dispatcher and worker(s) (dovecot: imap-login and imap processes) of VmRSS (/proc/<pid>/status) and Pss (/proc/<pid>/smaps_rollup) with the sessions open in IDLE, minus the same sum with one session (not counted) open before them, divided by the sessions open; the small-INBOX sessions come first, before the timed runs, in a fresh posthorn worker")
 		ok := runIMAPCase(work, bins, *imapN, k, dk, *bigIdleK, *idleBudget, compare)
 		failed = failed || !ok
 		summary = append(summary, "imap: see the table above")
