@@ -58,18 +58,8 @@ func Prepare(o *Options, r io.Reader, sender, host string, limit int64, now time
 				if f.name != name {
 					continue
 				}
-				list, err := mail.ParseAddressList(f.value)
-				if err != nil {
-					// Postfix takes what it can from a sloppy header; so do we,
-					// one comma-separated item at a time.
-					for _, item := range strings.Split(f.value, ",") {
-						if a, err := mail.ParseAddress(strings.TrimSpace(item)); err == nil {
-							list = append(list, a)
-						}
-					}
-				}
-				for _, a := range list {
-					rcpts = append(rcpts, a.Address)
+				for _, a := range headerAddresses(f.value) {
+					rcpts = append(rcpts, a)
 					if len(rcpts) > MaxRecipients {
 						return nil, fmt.Errorf("more than %d recipients", MaxRecipients)
 					}
@@ -119,6 +109,98 @@ func Prepare(o *Options, r io.Reader, sender, host string, limit int64, now time
 	}
 	out.Write(rest)
 	return &Prepared{Sender: sender, Recipients: rcpts, Content: out.Bytes()}, nil
+}
+
+// headerAddresses returns the addresses of an address-list header field.
+// Postfix takes what it can from a sloppy header, and local mail is often
+// addressed by bare login name (mail(1) writes "To: root"), which RFC 5322
+// parsers refuse: items that do not parse are taken one at a time, as a
+// bare name or the inside of <...>, and are qualified later like names on
+// the command line.
+func headerAddresses(value string) []string {
+	var out []string
+	if list, err := mail.ParseAddressList(value); err == nil {
+		for _, a := range list {
+			out = append(out, a.Address)
+		}
+		return out
+	}
+	for _, item := range splitList(value) {
+		item = strings.TrimSpace(stripComments(item))
+		if item == "" {
+			continue
+		}
+		if a, err := mail.ParseAddress(item); err == nil {
+			out = append(out, a.Address)
+			continue
+		}
+		if i := strings.LastIndexByte(item, '<'); i >= 0 && strings.HasSuffix(item, ">") {
+			item = strings.TrimSpace(item[i+1 : len(item)-1])
+		}
+		if item != "" && !strings.ContainsAny(item, " \t\r\n\"<>()[]:;,\\") {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+// splitList splits an address list at commas outside quoted strings,
+// comments and angle brackets.
+func splitList(s string) []string {
+	var items []string
+	start, depth, quoted, angle := 0, 0, false, false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' && (quoted || depth > 0):
+			i++
+		case c == '"' && depth == 0:
+			quoted = !quoted
+		case quoted:
+		case c == '(':
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+		case depth > 0:
+		case c == '<':
+			angle = true
+		case c == '>':
+			angle = false
+		case c == ',' && !angle:
+			items = append(items, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(items, s[start:])
+}
+
+// stripComments removes RFC 5322 comments outside quoted strings.
+func stripComments(s string) string {
+	var b strings.Builder
+	depth, quoted := 0, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\' && (quoted || depth > 0) && i+1 < len(s):
+			if depth == 0 {
+				b.WriteByte(c)
+				b.WriteByte(s[i+1])
+			}
+			i++
+			continue
+		case c == '"' && depth == 0:
+			quoted = !quoted
+		case !quoted && c == '(':
+			depth++
+			continue
+		case !quoted && c == ')' && depth > 0:
+			depth--
+			continue
+		}
+		if depth == 0 {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 // readInput reads standard input up to EOF (or a lone "." line without -i),

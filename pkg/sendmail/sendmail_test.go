@@ -62,6 +62,28 @@ func TestPrepare(t *testing.T) {
 	}
 }
 
+// mail(1) and cron scripts address local mail by login name ("To: root"),
+// which RFC 5322 parsers refuse; sendmail -t must take them as Postfix does.
+func TestHeaderBareNames(t *testing.T) {
+	for value, want := range map[string]string{
+		"root":                             "root",
+		"root, ops":                        "root ops",
+		"Root User <root>":                 "root",
+		"root (the admin), \"B, C\" <b@c>": "root b@c",
+		"root,\n ops@example.org":          "root ops@example.org",
+		"undisclosed-recipients:;":         "",
+		"a b c, <>":                        "",
+	} {
+		if got := strings.Join(headerAddresses(value), " "); got != want {
+			t.Errorf("headerAddresses(%q) = %q, want %q", value, got, want)
+		}
+	}
+	p, err := Prepare(&Options{ExtractRcpt: true}, strings.NewReader("To: root\nSubject: cron\n\nbody\n"), "me", "h", 1<<20, time.Unix(0, 0))
+	if err != nil || strings.Join(p.Recipients, " ") != "root" {
+		t.Fatalf("sendmail -t with To: root: %v %v", p, err)
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	f.Add("-t\x00-oi\x00-f\x00a@b\x00rcpt@x")
 	f.Add("-bs")
