@@ -6,6 +6,7 @@ package tests
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -76,14 +77,29 @@ type System struct {
 	waited chan struct{}
 }
 
-// freePort returns a loopback port that was free a moment ago.
+// handedOut remembers the ports freePort gave, so no two instances of
+// this process are configured with the same one.
+var handedOut sync.Map
+
+// freePort returns a loopback port that was free a moment ago. It picks
+// below the kernel's ephemeral range (32768 up), where a port "free a
+// moment ago" is not taken by some client's outgoing connection before
+// the master binds it.
 func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 1000 {
+		port := 10000 + rand.IntN(22000)
+		if _, dup := handedOut.LoadOrStore(port, true); dup {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free loopback port found")
+	return 0
 }
 
 // NewSystem writes a configuration for a fresh instance under a temporary

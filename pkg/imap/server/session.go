@@ -3,6 +3,7 @@ package server
 import (
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -34,13 +35,14 @@ const (
 // session is one client connection. Its fields are small on purpose: an
 // idle session holds no buffers (see wire.In and wire.Writer).
 type session struct {
-	srv  *Server
-	cfg  *Config
-	conn net.Conn // TLS after STARTTLS
-	cw   *connWriter
-	in   *wire.In
-	dec  *wire.Decoder
-	out  *wire.Writer
+	srv    *Server
+	cfg    *Config
+	conn   net.Conn // TLS after STARTTLS
+	linger bool     // drain the input before closing (see lingerClose)
+	cw     *connWriter
+	in     *wire.In
+	dec    *wire.Decoder
+	out    *wire.Writer
 
 	state     state
 	ext       uint8
@@ -176,7 +178,25 @@ func (s *session) cleanup() {
 		s.user.Logout()
 		s.user = nil
 	}
+	if s.linger {
+		lingerClose(s.conn)
+		return
+	}
 	s.conn.Close()
+}
+
+// lingerClose closes a connection whose client may still be sending (a
+// line over the limit): closing with unread input makes the kernel answer
+// with a reset, which can destroy the BYE before the client reads it. So
+// the write side is shut first and the input drained for a moment.
+func lingerClose(c net.Conn) {
+	defer c.Close()
+	cw, ok := c.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	io.CopyN(io.Discard, c, 8<<20)
 }
 
 // next waits for and executes one command. A non-nil error ends the
@@ -209,6 +229,7 @@ func (s *session) next() error {
 		}
 		if we.Fatal {
 			s.bye(we.Text)
+			s.linger = true
 			return err
 		}
 		code := ""
