@@ -9,7 +9,7 @@ TOOLS    = posthorn sendmail mailq newaliases
 BUILD_DEBS = gcc libc6-dev libpam0g-dev
 # Packages the tests drive as real clients and peers. postfix brings
 # smtp-sink(1), the remote SMTP server of the outbound client's tests.
-TEST_DEBS = swaks python3 mandoc postfix debootstrap bsd-mailx isync dovecot-imapd fetchmail dovecot-pop3d
+TEST_DEBS = swaks libnet-ssleay-perl curl fail2ban python3 mandoc postfix debootstrap bsd-mailx isync dovecot-imapd fetchmail dovecot-pop3d
 
 .PHONY: all build build-deps run test test-deps bench install clean fuzz
 
