@@ -273,3 +273,27 @@ type StructureText interface {
 	// BodyStructureText is BODYSTRUCTURE (extended) or BODY.
 	BodyStructureText(extended bool) string
 }
+
+// Snapshotter may be implemented by a Mailbox that can hand SELECT its
+// messages in bulk; the engine then needs no Poll callback per message,
+// and SELECT of a large mailbox costs little more than a small one.
+type Snapshotter interface {
+	// Snapshot synchronizes as Poll(ctx, 0, fn) does and returns the
+	// mailbox as SELECT reports it.
+	Snapshot(ctx context.Context) (*Snapshot, error)
+}
+
+// Snapshot is a mailbox's state at SELECT.
+type Snapshot struct {
+	// UIDs in ascending order; index i is sequence number i+1. The slice
+	// may be shared: the engine never changes it in place, and its
+	// capacity equals its length so that appending copies.
+	UIDs []uint32
+	// FirstUnseen is the sequence number of the first message without
+	// \Seen, 0 when every message is seen.
+	FirstUnseen uint32
+	// Recent are the messages \Recent in this session.
+	Recent UIDSet
+	// Changes as Poll returns them (UIDNext, HighestModSeq, Keywords).
+	Changes Changes
+}

@@ -39,6 +39,7 @@ type folder struct {
 	st          stamp
 	haveStamp   bool
 	gen         uint64
+	shared      *snapshot // recs at gen, for sessions (snapshot.go)
 
 	idxIno     uint64
 	idxGood    int64

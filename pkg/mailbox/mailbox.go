@@ -40,6 +40,7 @@ type Mailbox struct {
 
 	mu      sync.Mutex
 	snap    []*msgRec // ascending UID
+	sn      *snapshot // the shared snapshot snap is, nil once snap is this session's own copy
 	gen     uint64
 	uv      uint32
 	mode    RecentMode
@@ -145,7 +146,8 @@ func (m *Mailbox) Sync() (Changes, error) {
 			j++
 		}
 	}
-	snap, gen := slices.Clone(f.recs), f.gen
+	sn := f.sharedSnapshot()
+	snap, gen := sn.recs, f.gen
 	switch m.mode {
 	case RecentPeek:
 		floor := f.recentFloor()
@@ -171,7 +173,7 @@ func (m *Mailbox) Sync() (Changes, error) {
 	for _, u := range c.Expunged {
 		delete(m.recent, u)
 	}
-	m.snap = snap
+	m.snap, m.sn = snap, sn
 	m.gen = gen
 	m.uv = f.uidValidity
 	m.checked = true
@@ -498,6 +500,9 @@ func (m *Mailbox) SetFlags(uids []uint32, mode FlagMode, flags []string, unchang
 		return nil, nil, err
 	}
 	m.mu.Lock()
+	if m.sn != nil && len(changed) > 0 {
+		m.snap, m.sn = slices.Clone(m.snap), nil // shared: copy before changing
+	}
 	for _, n := range changed {
 		if i, ok := slices.BinarySearchFunc(m.snap, n.uid, recCmp); ok {
 			m.snap[i] = n

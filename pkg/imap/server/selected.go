@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ type selected struct {
 	name        string
 	readOnly    bool
 	uids        []uint32
+	uidsShared  bool // uids belongs to the store's snapshot: copy before changing in place
 	recent      imap.UIDSet
 	pending     imap.UIDSet // expunged in the store, still numbered here
 	modseq      uint64
@@ -149,21 +151,30 @@ func (s *session) cmdSelect(c *wire.Command) error {
 	}
 	var changes []change
 	var firstUnseen uint32
-	ch, err := mbox.Poll(bg, 0, func(mi *imap.MessageInfo) {
-		if mi.UID <= v.lastUID() {
-			return // out of order: ignore rather than corrupt numbering
+	var ch imap.Changes
+	if sn, ok := mbox.(imap.Snapshotter); ok && !resync {
+		var snap *imap.Snapshot
+		if snap, err = sn.Snapshot(bg); err == nil {
+			v.uids, v.uidsShared = snap.UIDs, true
+			v.recent, firstUnseen, ch = snap.Recent, snap.FirstUnseen, snap.Changes
 		}
-		v.uids = append(v.uids, mi.UID)
-		if mi.Recent {
-			v.recent = v.recent.Add(mi.UID)
-		}
-		if firstUnseen == 0 && !imap.HasFlag(mi.Flags, imap.FlagSeen) {
-			firstUnseen = uint32(len(v.uids))
-		}
-		if resync && mi.ModSeq > q.ModSeq {
-			changes = append(changes, change{mi.UID, append([]string(nil), mi.Flags...), mi.ModSeq})
-		}
-	})
+	} else {
+		ch, err = mbox.Poll(bg, 0, func(mi *imap.MessageInfo) {
+			if mi.UID <= v.lastUID() {
+				return // out of order: ignore rather than corrupt numbering
+			}
+			v.uids = append(v.uids, mi.UID)
+			if mi.Recent {
+				v.recent = v.recent.Add(mi.UID)
+			}
+			if firstUnseen == 0 && !imap.HasFlag(mi.Flags, imap.FlagSeen) {
+				firstUnseen = uint32(len(v.uids))
+			}
+			if resync && mi.ModSeq > q.ModSeq {
+				changes = append(changes, change{mi.UID, append([]string(nil), mi.Flags...), mi.ModSeq})
+			}
+		})
+	}
 	if err != nil {
 		mbox.Close()
 		s.storeError(c.Tag, err)
@@ -384,6 +395,9 @@ func (s *session) expunge(v *selected, gone imap.UIDSet) {
 	var seqs []uint32
 	var vanished imap.UIDSet
 	j, removed := 0, uint32(0)
+	if v.uidsShared {
+		v.uids, v.uidsShared = slices.Clone(v.uids), false
+	}
 	for i, uid := range v.uids {
 		if gone.Contains(uid) {
 			seqs = append(seqs, uint32(i+1)-removed)
