@@ -152,6 +152,10 @@ func (m *Manager) Run(ctx context.Context, l net.Listener) error {
 			for _, a := range m.agents {
 				a.Close()
 			}
+			// Removals still waiting for their scheduled fsync.
+			if err := m.spool.SyncQueue(spool.Active); err != nil {
+				m.log.Warning("sync %s: %v", spool.Active, err)
+			}
 			return nil
 		case <-tick.C:
 			m.scan(spool.Incoming, false)
@@ -438,10 +442,12 @@ func (m *Manager) finish(qf *spool.File) {
 		}
 		return
 	}
-	// Make the removal durable soon; until then a crash could deliver again.
-	if err := m.spool.SyncQueue(spool.Active); err != nil {
+	// The removal is made durable within removeSyncDelay, in one fsync
+	// for every message finished meanwhile: until then only a crash of
+	// the whole machine (not of a process) could deliver it again.
+	m.spool.SyncQueueSoon(spool.Active, removeSyncDelay, func(err error) {
 		m.log.Warning("sync %s: %v", spool.Active, err)
-	}
+	})
 	m.log.Info("%s: removed", qf.ID)
 }
 
@@ -584,6 +590,10 @@ type retry struct {
 // Agent failure backoff, per message: a restarting agent is usually back
 // within a second (master restarts crashed daemons after 100 ms), one that
 // stays away is tried at most every maxAgentRetry.
+// removeSyncDelay bounds how long a finished message's removal from
+// active/ may wait for the fsync it shares with others.
+const removeSyncDelay = 50 * time.Millisecond
+
 const (
 	minAgentRetry = 200 * time.Millisecond
 	maxAgentRetry = 30 * time.Second

@@ -36,6 +36,12 @@ func (s *Spool) Path(queue, id string) string { return filepath.Join(s.Dir, queu
 // SyncQueue makes every rename into or out of queue durable (group commit).
 func (s *Spool) SyncQueue(queue string) error { return s.syncers[queue].Sync() }
 
+// SyncQueueSoon schedules SyncQueue within d without waiting for it
+// (syncdir.Syncer.SyncSoon); errf receives a failure.
+func (s *Spool) SyncQueueSoon(queue string, d time.Duration, errf func(error)) {
+	s.syncers[queue].SyncSoon(d, errf)
+}
+
 // Queue IDs are the arrival time as 8 hex digits of seconds and 5 of
 // microseconds: fixed length, so sorting the names sorts by arrival, and
 // upper-case hex, which log tools expect of Postfix queue IDs (DESIGN §2.2).

@@ -10,11 +10,15 @@ package syncdir
 import (
 	"os"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // Syncer fsyncs one folder on behalf of many concurrent callers.
 type Syncer struct {
 	dir string
+
+	soon atomic.Bool // a SyncSoon is scheduled and has not started
 
 	mu      sync.Mutex
 	running bool   // an fsync is in progress
@@ -48,6 +52,24 @@ func (s *Syncer) Sync() error {
 	s.mu.Unlock()
 	<-r.done
 	return r.err
+}
+
+// SyncSoon schedules an fsync of the folder to start within d and returns
+// at once; calls within d of each other share it. For changes whose
+// durability only narrows a window (a finished message's removal: until
+// it is durable, a crash of the machine could deliver it again), where
+// waiting for the disk would hold up the caller's next job. errf, when
+// not nil, receives a failure.
+func (s *Syncer) SyncSoon(d time.Duration, errf func(error)) {
+	if !s.soon.CompareAndSwap(false, true) {
+		return
+	}
+	time.AfterFunc(d, func() {
+		s.soon.Store(false)
+		if err := s.Sync(); err != nil && errf != nil {
+			errf(err)
+		}
+	})
 }
 
 // startLocked begins the pending round; s.mu is held.

@@ -4,7 +4,9 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestConcurrentCallersShareAndSucceed(t *testing.T) {
@@ -41,5 +43,41 @@ func TestMissingDirReportsError(t *testing.T) {
 	var set Set
 	if err := set.Sync(filepath.Join(t.TempDir(), "gone")); err == nil {
 		t.Fatal("Set.Sync of a missing folder succeeded")
+	}
+}
+
+// SyncSoon returns at once and coalesces: many calls within the delay
+// make one fsync, which does happen.
+func TestSyncSoon(t *testing.T) {
+	dir := t.TempDir()
+	s := New(dir)
+	var fails atomic.Int32
+	for range 100 {
+		s.SyncSoon(20*time.Millisecond, func(error) { fails.Add(1) })
+	}
+	if !s.soon.Load() {
+		t.Fatal("nothing scheduled")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.soon.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("the scheduled fsync never started")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := s.Sync(); err != nil || fails.Load() != 0 {
+		t.Fatalf("sync: %v, %d failures", err, fails.Load())
+	}
+	// A folder that is gone reports through errf.
+	gone := New(dir + "/missing")
+	done := make(chan error, 1)
+	gone.SyncSoon(time.Millisecond, func(err error) { done <- err })
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("nil error for a missing folder")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no error reported for a missing folder")
 	}
 }
