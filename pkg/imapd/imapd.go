@@ -13,6 +13,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os/user"
 	"path/filepath"
@@ -108,7 +109,12 @@ func LoginConfig(cfg *config.Config, log *maillog.Logger, certs *tlscert.Store, 
 			u := h.User.(*loginUser)
 			s := login.Session{Remote: c.RemoteAddr().String(), Local: c.LocalAddr().String(),
 				Secured: h.Secure, Buffered: h.Input, State: map[string]string{stateTag: h.Tag}}
-			if err := login.Handoff(context.Background(), dispatchSocket(cfg), u.token, c, s); err != nil {
+			// RFC 5530 UNAVAILABLE: the login was good, the mailbox
+			// server cannot take the session now.
+			refused := func(c net.Conn) {
+				io.WriteString(c, h.Tag+" NO [UNAVAILABLE] Internal error occurred. Refer to server log for more information.\r\n")
+			}
+			if err := login.Handoff(context.Background(), dispatchSocket(cfg), u.token, c, s, refused); err != nil {
 				log.Warning("imap-login: handoff of user=<%s> failed: %v", u.name, err)
 			}
 		},

@@ -19,8 +19,10 @@ import (
 // at socketPath. A plain TCP connection changes process and Handoff returns
 // at once; a TLS connection is relayed by this process until either side
 // closes, so Handoff returns when the session ends. Either way c is closed
-// when Handoff returns (on error too; the caller has nothing left to say).
-func Handoff(ctx context.Context, socketPath, token string, c net.Conn, s Session) error {
+// when Handoff returns. When no backend took the connection (the dispatcher
+// is unreachable or refused it), refused, if not nil, is called first so
+// the client hears a temporary failure instead of a dropped connection.
+func Handoff(ctx context.Context, socketPath, token string, c net.Conn, s Session, refused func(net.Conn)) error {
 	defer c.Close()
 	var (
 		send  *os.File
@@ -48,9 +50,12 @@ func Handoff(ctx context.Context, socketPath, token string, c net.Conn, s Sessio
 		}
 		send = f
 	}
-	err := dispatch(socketPath, handoff{Token: token, Session: s}, send)
+	taken, err := dispatch(socketPath, handoff{Token: token, Session: s}, send)
 	send.Close()
 	if err != nil {
+		if !taken && refused != nil {
+			refused(c)
+		}
 		return err
 	}
 	if relay == nil {
@@ -61,24 +66,26 @@ func Handoff(ctx context.Context, socketPath, token string, c net.Conn, s Sessio
 }
 
 // dispatch sends the request with the descriptor and waits for the answer.
-func dispatch(socketPath string, h handoff, f *os.File) error {
+// taken is false when the descriptor surely reached no backend; after the
+// request went out without an answer, it may have.
+func dispatch(socketPath string, h handoff, f *os.File) (taken bool, err error) {
 	dc, err := ipc.Dial(socketPath, handoffTimeout)
 	if err != nil {
-		return fmt.Errorf("login handoff: %w", err)
+		return false, fmt.Errorf("login handoff: %w", err)
 	}
 	defer dc.Close()
 	dc.SetDeadline(time.Now().Add(handoffTimeout))
 	if err := dc.Send(h, f); err != nil {
-		return fmt.Errorf("login handoff: %w", err)
+		return false, fmt.Errorf("login handoff: %w", err)
 	}
 	var r reply
 	if _, err := dc.Receive(&r); err != nil {
-		return fmt.Errorf("login handoff: %w", err)
+		return true, fmt.Errorf("login handoff: %w", err)
 	}
 	if !r.OK {
-		return fmt.Errorf("login handoff refused: %s", r.Error)
+		return false, fmt.Errorf("login handoff refused: %s", r.Error)
 	}
-	return nil
+	return true, nil
 }
 
 // fileOf duplicates the descriptor under a connection.

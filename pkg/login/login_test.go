@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -104,7 +105,7 @@ func login(t *testing.T, f *fixture, token string, cfg *tls.Config, buffered str
 			c = tc
 		}
 		handoffErr <- Handoff(context.Background(), f.sock, token, c, Session{Remote: c.RemoteAddr().String(),
-			Local: c.LocalAddr().String(), Secured: true, Buffered: []byte(buffered)})
+			Local: c.LocalAddr().String(), Secured: true, Buffered: []byte(buffered)}, nil)
 	}()
 	if cfg != nil {
 		client, err = tls.Dial("tcp", l.Addr().String(), &tls.Config{InsecureSkipVerify: true})
@@ -232,5 +233,39 @@ func TestIdleWorkerExitsAndANewOneStarts(t *testing.T) {
 	c2.SetDeadline(time.Now().Add(10 * time.Second))
 	if g, _ := bufio.NewReader(c2).ReadString('\n'); !strings.HasPrefix(g, "hello alice") {
 		t.Fatalf("after the idle exit: %q", g)
+	}
+}
+
+// When no dispatcher takes the session, the client hears a temporary
+// failure from the login process instead of a dropped connection.
+func TestHandoffRefusedAnswers(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	done := make(chan error, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		done <- Handoff(context.Background(), filepath.Join(t.TempDir(), "no-such-socket"), "token", c,
+			Session{Remote: c.RemoteAddr().String(), Local: c.LocalAddr().String()},
+			func(c net.Conn) { io.WriteString(c, "a NO [UNAVAILABLE] try later\r\n") })
+	}()
+	client, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	client.SetDeadline(time.Now().Add(10 * time.Second))
+	got, _ := io.ReadAll(client)
+	if string(got) != "a NO [UNAVAILABLE] try later\r\n" {
+		t.Fatalf("client read %q", got)
+	}
+	if err := <-done; err == nil {
+		t.Fatal("Handoff to a missing dispatcher succeeded")
 	}
 }

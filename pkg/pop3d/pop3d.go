@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"path/filepath"
 	"sync"
@@ -122,7 +123,10 @@ func session(ctx context.Context, log *maillog.Logger, cfg *config.Config, c net
 	}
 	s := login.Session{Remote: h.Conn.RemoteAddr().String(), Local: h.Conn.LocalAddr().String(),
 		Secured: h.Secured, Buffered: h.Buffered, State: map[string]string{"method": h.Method}}
-	if err := login.Handoff(ctx, dispatchSocket(cfg), h.Token, h.Conn, s); err != nil {
+	// RFC 3206 SYS/TEMP: the password was good, the mailbox server
+	// cannot take the session now.
+	refused := func(c net.Conn) { io.WriteString(c, "-ERR [SYS/TEMP] Temporary internal error, try again later\r\n") }
+	if err := login.Handoff(ctx, dispatchSocket(cfg), h.Token, h.Conn, s, refused); err != nil {
 		log.Warning("pop3-login: %s: %v", h.User, err)
 	}
 }
