@@ -1,104 +1,288 @@
 package imapstore
 
 import (
-	"bufio"
-	"encoding/json"
+	"bytes"
 	"io"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/posthorn/posthorn/pkg/imap"
 	"github.com/posthorn/posthorn/pkg/mailbox"
 	"github.com/posthorn/posthorn/pkg/mime"
 )
 
-// message is an open message file. Its structure comes from the folder's
-// cache when an earlier FETCH parsed it; otherwise it is parsed once and
-// cached, so ENVELOPE and BODYSTRUCTURE of a large mailbox cost a cache
-// read per message, not a parse.
+// message is one message of a view. Its ENVELOPE and BODYSTRUCTURE come
+// from the folder's cache when an earlier FETCH parsed it, without opening
+// the file; otherwise it is parsed once and cached, so ENVELOPE and
+// BODYSTRUCTURE of a large mailbox cost a cache read per message, not a
+// parse. The file is opened by Structure (whose callers go on to read the
+// content: a file gone from the disk is reported there, before the engine
+// writes anything) and by Reader.
 type message struct {
 	m    *mailbox.Mailbox
 	uid  uint32
-	f    *os.File
-	size int64
-	st   *structure
+	size int64 // RFC822.SIZE from the index; -1 until asked for
+
+	f *os.File // nil until opened
+	// content is the whole CRLF view once read into memory: small
+	// messages at their first Reader, any message that is parsed. pooled
+	// is the pool buffer it lies in, if any.
+	content []byte
+	pooled  *[]byte
+
+	looked bool       // the cache was consulted
+	ent    cacheEntry // what it held (texts nil on a miss)
+	// The texts, as strings once asked for or parsed.
+	envelope, body, bodyStructure string
+	root                          *imap.Part
 }
 
-// structure is what the cache keeps for a message: the engine's part tree
-// (offsets in the CRLF view) and the three values pkg/mime writes exactly
-// as Dovecot does.
-type structure struct {
-	Envelope      string     `json:"e"`
-	Body          string     `json:"b"`
-	BodyStructure string     `json:"s"`
-	Root          *imap.Part `json:"p"`
-}
-
-// cacheVersion starts every cache entry, so that a change of the format
-// here makes old entries be parsed again rather than misread.
-const cacheVersion = "imap1:"
-
-func (msg *message) load() (*structure, error) {
-	if msg.st != nil {
-		return msg.st, nil
+// lookup consults the cache once.
+func (msg *message) lookup() {
+	if msg.looked {
+		return
 	}
-	if data, ok := msg.m.Cache(msg.uid); ok && strings.HasPrefix(string(data), cacheVersion) {
-		var st structure
-		if json.Unmarshal(data[len(cacheVersion):], &st) == nil && st.Root != nil {
-			msg.st = &st
-			return msg.st, nil
+	msg.looked = true
+	if data, ok := msg.m.Cache(msg.uid); ok {
+		if e, err := decodeCacheEntry(data); err == nil {
+			msg.ent = e
+		}
+	}
+}
+
+// contentSize is RFC822.SIZE as the index has it.
+func (msg *message) contentSize() int64 {
+	if msg.size < 0 {
+		msg.size = 1 << 62 // gone from the view: read as a large file
+		if m, ok := msg.m.Message(msg.uid); ok {
+			msg.size = m.Size
+		}
+	}
+	return msg.size
+}
+
+// open opens the message file once.
+func (msg *message) open() error {
+	if msg.f != nil {
+		return nil
+	}
+	f, err := msg.m.Open(msg.uid)
+	if err != nil {
+		return mapErr(err)
+	}
+	msg.f = f
+	return nil
+}
+
+// parse reads and parses the file and caches the result.
+func (msg *message) parse() error {
+	if err := msg.open(); err != nil {
+		return err
+	}
+	if msg.content == nil {
+		if err := msg.readAll(); err != nil {
+			return err
 		}
 	}
 	// Parsed in the CRLF view, so every offset is one the engine can
 	// serve with Reader.
-	content, err := io.ReadAll(mailbox.CRLFReader(io.NewSectionReader(msg.f, 0, 1<<62)))
-	if err != nil {
-		return nil, err
-	}
-	p := mime.ParseBytes(content)
-	st := &structure{Envelope: p.Envelope(), Body: p.BodyStructure(false), BodyStructure: p.BodyStructure(true),
-		Root: convert(p)}
-	if data, err := json.Marshal(st); err == nil {
-		// A message too complex to cache is parsed at each FETCH.
-		msg.m.SetCache(msg.uid, append([]byte(cacheVersion), data...))
-	}
-	msg.st = st
-	return st, nil
+	p := mime.ParseBytes(msg.content)
+	msg.envelope, msg.body, msg.bodyStructure = p.Envelope(), p.BodyStructure(false), p.BodyStructure(true)
+	msg.root = convert(p)
+	msg.ent = cacheEntry{}
+	// An entry over mailbox.MaxCacheEntry is refused: such a message is
+	// parsed at each FETCH.
+	msg.m.SetCache(msg.uid, encodeCacheEntry(msg.envelope, msg.body, msg.bodyStructure, msg.root))
+	return nil
 }
 
-// Structure implements imap.Message.
+// Structure implements imap.Message. The tree comes from the cache when
+// it holds a good one, from parsing the file otherwise; either way the
+// file is open afterwards.
 func (msg *message) Structure() (*imap.Part, error) {
-	st, err := msg.load()
-	if err != nil {
+	if err := msg.open(); err != nil {
 		return nil, err
 	}
-	return st.Root, nil
+	if msg.root != nil {
+		return msg.root, nil
+	}
+	msg.lookup()
+	if msg.ent.tree != nil {
+		if root, err := decodeTree(msg.ent.tree); err == nil {
+			msg.root = root
+			return root, nil
+		}
+	}
+	if err := msg.parse(); err != nil {
+		return nil, err
+	}
+	return msg.root, nil
 }
 
-// EnvelopeText implements imap.StructureText.
-func (msg *message) EnvelopeText() string { return msg.st.Envelope }
+// EnvelopeText implements imap.StructureText. It is "" when the cache
+// does not hold the message and Structure has not parsed it yet: the
+// engine then calls Structure, which parses, and asks again.
+func (msg *message) EnvelopeText() string {
+	if msg.envelope == "" {
+		msg.lookup()
+		msg.envelope = string(msg.ent.envelope)
+	}
+	return msg.envelope
+}
 
-// BodyStructureText implements imap.StructureText.
+// BodyStructureText implements imap.StructureText; "" as EnvelopeText.
 func (msg *message) BodyStructureText(extended bool) string {
 	if extended {
-		return msg.st.BodyStructure
+		if msg.bodyStructure == "" {
+			msg.lookup()
+			msg.bodyStructure = string(msg.ent.bodyStructure)
+		}
+		return msg.bodyStructure
 	}
-	return msg.st.Body
+	if msg.body == "" {
+		msg.lookup()
+		msg.body = string(msg.ent.body)
+	}
+	return msg.body
+}
+
+// inlineMax is the largest message (RFC822.SIZE) that Reader reads into
+// memory whole; larger ones are streamed. Raw files are at most as large,
+// so the CRLF view fits a pool buffer of twice the size even when every
+// line end is expanded.
+const inlineMax = 64 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 2*inlineMax); return &b }}
+
+// readSmall reads the CRLF view of a small file into msg.content, a
+// pool buffer. It leaves content nil for a large file.
+func (msg *message) readSmall() error {
+	if msg.content != nil || msg.contentSize() > inlineMax {
+		return nil
+	}
+	bp := bufPool.Get().(*[]byte)
+	buf := (*bp)[:cap(*bp)]
+	// One octet more than allowed tells a file larger than the index said.
+	n, err := io.ReadFull(io.NewSectionReader(msg.f, 0, inlineMax+1), buf[:inlineMax+1])
+	if err == io.ErrUnexpectedEOF || err == io.EOF {
+		err = nil
+	}
+	if err != nil || n > inlineMax {
+		bufPool.Put(bp)
+		return err
+	}
+	msg.content, msg.pooled = toCRLF(buf, n), bp
+	return nil
+}
+
+// readAll reads the CRLF view of the file into msg.content: a pool
+// buffer for a small file, a buffer of its own for a larger one.
+func (msg *message) readAll() error {
+	if err := msg.readSmall(); err != nil || msg.content != nil {
+		return err
+	}
+	content, err := io.ReadAll(mailbox.CRLFReader(io.NewSectionReader(msg.f, 0, 1<<62)))
+	if err != nil {
+		return err
+	}
+	msg.content = content
+	return nil
+}
+
+// Content returns the whole CRLF view in memory (imap.MessageContent):
+// a small message is read whole into a pool buffer, a parsed one is held
+// already; for others ok is false and Reader streams them.
+func (msg *message) Content() (content []byte, ok bool, err error) {
+	if err := msg.open(); err != nil {
+		return nil, false, err
+	}
+	if err := msg.readSmall(); err != nil {
+		return nil, false, err
+	}
+	return msg.content, msg.content != nil, nil
+}
+
+// toCRLF turns buf[:n], as stored, into the CRLF view in place, as
+// mailbox.CRLFReader does: every LF not preceded by CR gets one. buf must
+// have room for 2n octets.
+func toCRLF(buf []byte, n int) []byte {
+	raw := buf[:n]
+	bare := bytes.Count(raw, []byte{'\n'}) - bytes.Count(raw, []byte("\r\n"))
+	if bare == 0 {
+		return raw
+	}
+	out := buf[:n+bare]
+	j := len(out)
+	for i := n - 1; i >= 0; i-- {
+		c := raw[i]
+		j--
+		out[j] = c
+		if c == '\n' && (i == 0 || raw[i-1] != '\r') {
+			j--
+			out[j] = '\r'
+		}
+	}
+	return out
 }
 
 // Reader implements imap.Message: the file with CRLF line ends, from off.
 func (msg *message) Reader(off int64) (io.ReadCloser, error) {
-	r := bufio.NewReaderSize(mailbox.CRLFReader(io.NewSectionReader(msg.f, 0, 1<<62)), 32<<10)
+	if err := msg.open(); err != nil {
+		return nil, err
+	}
+	if err := msg.readSmall(); err != nil {
+		return nil, err
+	}
+	off = max(off, 0)
+	if msg.content != nil {
+		return &contentReader{b: msg.content[min(off, int64(len(msg.content))):]}, nil
+	}
+	r := mailbox.CRLFReader(io.NewSectionReader(msg.f, 0, 1<<62))
 	if off > 0 {
-		if _, err := r.Discard(int(min(off, msg.size))); err != nil && err != io.EOF {
+		if _, err := io.CopyN(io.Discard, r, min(off, msg.contentSize())); err != nil && err != io.EOF {
 			return nil, err
 		}
 	}
 	return io.NopCloser(r), nil
 }
 
+// contentReader reads from memory; Close is a no-op, the buffer being the
+// message's until its Close.
+type contentReader struct{ b []byte }
+
+func (r *contentReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b)
+	r.b = r.b[n:]
+	return n, nil
+}
+
+// WriteTo lets io.Copy skip its buffer.
+func (r *contentReader) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(r.b)
+	r.b = r.b[n:]
+	return int64(n), err
+}
+
+func (r *contentReader) Close() error { return nil }
+
 // Close implements imap.Message.
-func (msg *message) Close() error { return msg.f.Close() }
+func (msg *message) Close() error {
+	var err error
+	if msg.f != nil {
+		err = msg.f.Close()
+		msg.f = nil
+	}
+	if msg.pooled != nil {
+		bufPool.Put(msg.pooled)
+		msg.pooled = nil
+	}
+	msg.content = nil
+	return err
+}
 
 // convert turns pkg/mime's part tree, parsed from the CRLF view, into the
 // engine's. The engine needs the tree for sections, BINARY and SEARCH; it

@@ -122,17 +122,14 @@ func (v *view) Fetch(ctx context.Context, uids imap.UIDSet, fn func(*imap.Messag
 	return nil
 }
 
-// OpenMessage implements imap.Mailbox.
+// OpenMessage implements imap.Mailbox. The file is not opened yet: the
+// cached ENVELOPE and BODYSTRUCTURE do not need it. A file found gone
+// later makes Structure and Reader fail with imap.ErrExpunged.
 func (v *view) OpenMessage(ctx context.Context, uid uint32) (imap.Message, error) {
-	msg, ok := v.m.Message(uid)
-	if !ok {
+	if v.m.SeqNum(uid) == 0 {
 		return nil, imap.ErrExpunged
 	}
-	f, err := v.m.Open(uid)
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	return &message{m: v.m, uid: uid, f: f, size: msg.Size}, nil
+	return &message{m: v.m, uid: uid, size: -1}, nil
 }
 
 // Store implements imap.Mailbox.
