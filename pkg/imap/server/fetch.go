@@ -25,20 +25,27 @@ func (s *session) cmdFetch(c *wire.Command) error {
 	if err != nil {
 		return s.badReply(c.Tag, "Error in IMAP command FETCH: Invalid messageset.")
 	}
-	wantUID, wantModSeq, needMsg, setsSeen := c.UID, a.ChangedSince > 0, false, false
+	wantUID, wantModSeq, needMsg, needTree, setsSeen := c.UID, a.ChangedSince > 0, false, false, false
+	var texts textItems
 	for _, it := range a.Items {
 		switch it.Kind {
 		case wire.FetchUID:
 			wantUID = true
 		case wire.FetchModSeq:
 			wantModSeq = true
-		case wire.FetchEnvelope, wire.FetchBody, wire.FetchBodyStructure, wire.FetchRFC822Header:
-			needMsg = true
+		case wire.FetchEnvelope:
+			needMsg, texts = true, texts|textEnvelope
+		case wire.FetchBody:
+			needMsg, texts = true, texts|textBody
+		case wire.FetchBodyStructure:
+			needMsg, texts = true, texts|textBodyStructure
+		case wire.FetchRFC822Header:
+			needMsg, needTree = true, true
 		case wire.FetchRFC822, wire.FetchRFC822Text, wire.FetchSection, wire.FetchBinary:
-			needMsg = true
+			needMsg, needTree = true, true
 			setsSeen = setsSeen || !it.Peek
 		case wire.FetchBinarySize:
-			needMsg = true
+			needMsg, needTree = true, true
 		}
 	}
 	if wantModSeq {
@@ -90,7 +97,8 @@ func (s *session) cmdFetch(c *wire.Command) error {
 			s.cfg.Log.Warning("imap: setting \\Seen failed user=<%s>: %v", s.username(), err)
 		}
 	}
-	f := fetcher{s: s, v: v, c: c, wantUID: wantUID, wantModSeq: wantModSeq, needMsg: needMsg, seenNow: seenNow}
+	f := fetcher{s: s, v: v, c: c, wantUID: wantUID, wantModSeq: wantModSeq, needMsg: needMsg, needTree: needTree,
+		texts: texts, seenNow: seenNow}
 	found := uint64(0)
 	err = v.mbox.Fetch(bg, uids, func(mi *imap.MessageInfo) error {
 		found++
@@ -119,6 +127,16 @@ func (s *session) cmdFetch(c *wire.Command) error {
 	return nil
 }
 
+// textItems are the items a Message implementing imap.StructureText
+// may answer without its part tree.
+type textItems uint8
+
+const (
+	textEnvelope textItems = 1 << iota
+	textBody
+	textBodyStructure
+)
+
 // fetcher writes the FETCH responses of one command.
 type fetcher struct {
 	s                   *session
@@ -126,8 +144,38 @@ type fetcher struct {
 	c                   *wire.Command
 	wantUID, wantModSeq bool
 	needMsg             bool
-	seenNow             imap.UIDSet
-	unknownCTE, failed  bool
+	// needTree: an item needs Structure (sections, BINARY, RFC822.*);
+	// texts: the items StructureText may answer.
+	needTree           bool
+	texts              textItems
+	seenNow            imap.UIDSet
+	unknownCTE, failed bool
+
+	// The current message's texts from StructureText; "" when it has
+	// none, and the item is written from the tree.
+	envelope, body, bodyStructure string
+}
+
+// structureTexts asks a message for the texts of the wanted items and
+// reports whether it had them all.
+func (f *fetcher) structureTexts(msg imap.Message) bool {
+	st, ok := msg.(imap.StructureText)
+	if !ok {
+		return false
+	}
+	if f.texts&textEnvelope != 0 {
+		f.envelope = st.EnvelopeText()
+		ok = ok && f.envelope != ""
+	}
+	if f.texts&textBody != 0 {
+		f.body = st.BodyStructureText(false)
+		ok = ok && f.body != ""
+	}
+	if f.texts&textBodyStructure != 0 {
+		f.bodyStructure = st.BodyStructureText(true)
+		ok = ok && f.bodyStructure != ""
+	}
+	return ok
 }
 
 // one writes the FETCH response of one message.
@@ -139,24 +187,31 @@ func (f *fetcher) one(mi *imap.MessageInfo) error {
 	}
 	var msg imap.Message
 	var root *imap.Part
+	f.envelope, f.body, f.bodyStructure = "", "", ""
 	if f.needMsg {
 		var err error
 		msg, err = v.mbox.OpenMessage(bg, mi.UID)
+		if err == nil {
+			defer msg.Close()
+			// ENVELOPE, BODY and BODYSTRUCTURE alone are served from a
+			// store's texts when it has them (a cache: the message need
+			// not even be read). The tree is wanted otherwise, and its
+			// parse lets the store give the texts after all.
+			if f.needTree || !f.structureTexts(msg) {
+				root, err = msg.Structure()
+				if err == nil && f.texts != 0 {
+					f.structureTexts(msg)
+				}
+			}
+		}
 		if errors.Is(err, imap.ErrExpunged) {
 			return nil
-		}
-		if err == nil {
-			root, err = msg.Structure()
-			if err != nil {
-				msg.Close()
-			}
 		}
 		if err != nil {
 			s.cfg.Log.Warning("imap: reading message uid=%d of %q failed user=<%s>: %v", mi.UID, v.name, s.username(), err)
 			f.failed = true
 			return nil
 		}
-		defer msg.Close()
 		// BINARY must know every encoding before anything is written.
 		for _, it := range f.c.Fetch.Items {
 			if it.Kind == wire.FetchBinary || it.Kind == wire.FetchBinarySize {
@@ -227,22 +282,22 @@ func (f *fetcher) item(it wire.FetchItem, mi *imap.MessageInfo, msg imap.Message
 		out.Raw("MODSEQ (" + u64(mi.ModSeq) + ")")
 	case wire.FetchEnvelope:
 		out.Raw("ENVELOPE ")
-		if st, ok := msg.(imap.StructureText); ok {
-			out.Raw(st.EnvelopeText())
+		if f.envelope != "" {
+			out.Raw(f.envelope)
 		} else {
 			writeEnvelope(out, root.Envelope)
 		}
 	case wire.FetchBody:
 		out.Raw("BODY ")
-		if st, ok := msg.(imap.StructureText); ok {
-			out.Raw(st.BodyStructureText(false))
+		if f.body != "" {
+			out.Raw(f.body)
 		} else {
 			writeBodyStructure(out, root, false)
 		}
 	case wire.FetchBodyStructure:
 		out.Raw("BODYSTRUCTURE ")
-		if st, ok := msg.(imap.StructureText); ok {
-			out.Raw(st.BodyStructureText(true))
+		if f.bodyStructure != "" {
+			out.Raw(f.bodyStructure)
 		} else {
 			writeBodyStructure(out, root, true)
 		}
