@@ -297,3 +297,17 @@ type Snapshot struct {
 	// Changes as Poll returns them (UIDNext, HighestModSeq, Keywords).
 	Changes Changes
 }
+
+// MessageContent may be implemented by a Message that holds its content in
+// memory, or can read a small one whole cheaply. The engine's own text
+// search (SEARCH BODY, TEXT, HEADER and friends, without TextMatcher) then
+// works on the octets where they lie instead of going through Reader.
+type MessageContent interface {
+	// Content returns the whole content (CRLF line endings, RFC822.SIZE
+	// octets, the offsets of Structure's parts index it), valid until
+	// Close; the engine does not modify it. ok is false, with no error,
+	// when the message is too large to be held: the engine then uses
+	// Reader. An error is reported as Reader's would be (ErrExpunged for a
+	// message gone from the disk).
+	Content() (content []byte, ok bool, err error)
+}

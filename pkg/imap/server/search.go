@@ -167,9 +167,12 @@ type evaluator struct {
 	msg     imap.Message
 	root    *imap.Part
 	openErr error
+	// text keeps the text search's buffers from one message to the next.
+	text textSearch
 }
 
 func (e *evaluator) release() {
+	e.text.end()
 	if e.msg != nil {
 		e.msg.Close()
 		e.msg, e.root = nil, nil
@@ -190,6 +193,7 @@ func (e *evaluator) message(uid uint32) (imap.Message, *imap.Part, error) {
 			m.Close()
 		} else {
 			e.msg = m
+			e.text.begin(m)
 		}
 	}
 	e.openErr = err
@@ -325,7 +329,7 @@ func (e *evaluator) eval(k *imap.SearchKey, mi *imap.MessageInfo, full bool) (bo
 		if tm, ok := msg.(imap.TextMatcher); ok {
 			return tm.MatchText(k.Op, k.Field, k.Value)
 		}
-		return matchText(msg, root, k.Op, k.Field, k.Value)
+		return e.text.match(root, k.Op, k.Field, k.Value)
 	}
 	return false, nil
 }

@@ -99,19 +99,26 @@ func benchMessage(r *rand.Rand, i int, needle string) string {
 
 // benchSearchServer starts a server over an in-memory mailbox of n
 // generated messages, one in 1000 holding "Zanzibar", and returns a
-// logged-in client with INBOX selected.
-func benchSearchServer(b *testing.B, n int) (send func(string) []string) {
+// logged-in client with INBOX selected. With content the messages
+// implement imap.MessageContent.
+func benchSearchServer(b *testing.B, n int, content bool) (send func(string) []string) {
 	be := memstore.New()
 	u := be.AddUser("alice", "secret")
+	cb := &contentBackend{Backend: be, msgs: map[uint32][]byte{}}
 	r := rand.New(rand.NewSource(1))
 	for i := 0; i < n; i++ {
 		needle := ""
 		if i%1000 == 500 {
 			needle = "Zanzibar"
 		}
-		u.Deliver("INBOX", []byte(benchMessage(r, i, needle)))
+		m := []byte(benchMessage(r, i, needle))
+		cb.msgs[u.Deliver("INBOX", m)] = m
 	}
-	srv := New(Config{Backend: be, AuthFailureDelay: -1, Log: quietLog()})
+	cfg := Config{Backend: be, AuthFailureDelay: -1, Log: quietLog()}
+	if content {
+		cfg.Backend = cb
+	}
+	srv := New(cfg)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -155,24 +162,32 @@ func benchSearchServer(b *testing.B, n int) (send func(string) []string) {
 
 // BenchmarkSearchText is SEARCH TEXT (and BODY, and a non-ASCII TEXT)
 // over a few thousand messages of a few KB, warm: the structures are
-// parsed by a first search before the timer starts.
+// parsed by a first search before the timer starts. The Reader runs read
+// the messages through Message.Reader, the Content ones get them whole
+// (imap.MessageContent).
 func BenchmarkSearchText(b *testing.B) {
 	const n = 3000
-	send := benchSearchServer(b, n)
-	for _, bc := range []struct{ name, cmd, want string }{
-		{"TEXT", "a SEARCH TEXT zanzibar", "* SEARCH 501 1501 2501\r\n"},
-		{"BODY", "a SEARCH BODY zanzibar", "* SEARCH 501 2501\r\n"},
-		{"TEXTUTF8", "a SEARCH CHARSET UTF-8 TEXT {5}\r\nzänz", "* SEARCH\r\n"},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			if out := send(bc.cmd); !strings.Contains(strings.Join(out, ""), bc.want) {
-				b.Fatalf("%q", out)
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				send(bc.cmd)
-			}
-		})
+	for _, content := range []bool{false, true} {
+		send := benchSearchServer(b, n, content)
+		via := "Reader"
+		if content {
+			via = "Content"
+		}
+		for _, bc := range []struct{ name, cmd, want string }{
+			{"TEXT", "a SEARCH TEXT zanzibar", "* SEARCH 501 1501 2501\r\n"},
+			{"BODY", "a SEARCH BODY zanzibar", "* SEARCH 501 2501\r\n"},
+			{"TEXTUTF8", "a SEARCH CHARSET UTF-8 TEXT {5}\r\nzänz", "* SEARCH\r\n"},
+		} {
+			b.Run(via+"/"+bc.name, func(b *testing.B) {
+				if out := send(bc.cmd); !strings.Contains(strings.Join(out, ""), bc.want) {
+					b.Fatalf("%q", out)
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					send(bc.cmd)
+				}
+			})
+		}
 	}
 }
