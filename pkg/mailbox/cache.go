@@ -45,6 +45,7 @@ type cacheEnt struct {
 type cacheFile struct {
 	uv   uint32
 	ino  uint64
+	fh   *os.File // open on inode ino, for reading entries; nil until needed
 	good int64
 	ents map[uint32]cacheEnt
 	live int64
@@ -52,7 +53,16 @@ type cacheFile struct {
 }
 
 func (c *cacheFile) reset(f *folder, uv uint32) {
+	c.close()
 	*c = cacheFile{uv: uv}
+}
+
+// close releases the read handle.
+func (c *cacheFile) close() {
+	if c.fh != nil {
+		c.fh.Close()
+		c.fh = nil
+	}
 }
 
 func (c *cacheFile) drop(uid uint32) {
@@ -67,11 +77,13 @@ func (f *folder) cacheLoad() {
 	c := &f.cache
 	fi, err := f.root.Lstat(cacheName)
 	if err != nil {
+		c.close()
 		c.ents, c.ino, c.good, c.live = nil, 0, 0, 0
 		return
 	}
 	st := statStamp(fi)
 	if st.ino != c.ino || st.size < c.good {
+		c.close()
 		c.ents, c.ino, c.good, c.live, c.bad = nil, st.ino, 0, 0, false
 	}
 	if st.size == c.good || c.bad {
@@ -129,19 +141,34 @@ func (f *folder) cacheLoad() {
 	}
 }
 
+// getCache returns uid's entry. An entry already indexed is read through
+// the handle open on the file it was indexed from (the file is only
+// appended to, or replaced by a rename, so it stays valid there); only a
+// miss looks for what other processes appended. FETCH of a large mailbox
+// so costs one pread per message, not a stat, open and close.
 func (f *folder) getCache(uid uint32) ([]byte, bool) {
-	f.cacheLoad()
-	e, ok := f.cache.ents[uid]
-	if !ok {
-		return nil, false
+	c := &f.cache
+	e, ok := c.ents[uid]
+	if !ok || c.bad {
+		f.cacheLoad()
+		if e, ok = c.ents[uid]; !ok {
+			return nil, false
+		}
 	}
-	fl, err := f.root.Open(cacheName)
-	if err != nil {
-		return nil, false
+	if c.fh == nil {
+		fl, err := f.root.Open(cacheName)
+		if err != nil {
+			return nil, false
+		}
+		if fi, err := fl.Stat(); err != nil || statStamp(fi).ino != c.ino {
+			fl.Close() // replaced since it was indexed: index it again
+			f.cacheLoad()
+			return nil, false
+		}
+		c.fh = fl
 	}
-	defer fl.Close()
 	b := make([]byte, e.n)
-	if _, err := fl.ReadAt(b, e.off); err != nil {
+	if _, err := c.fh.ReadAt(b, e.off); err != nil {
 		return nil, false
 	}
 	body := b[8:]

@@ -113,6 +113,9 @@ func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, f := range s.folders {
+		f.mu.Lock()
+		f.cache.close()
+		f.mu.Unlock()
 		f.root.Close()
 	}
 	s.folders = nil
@@ -206,6 +209,9 @@ func (s *Store) forget(dir string) {
 	defer s.mu.Unlock()
 	for d, f := range s.folders {
 		if d == dir || strings.HasPrefix(d, dir+".") {
+			f.mu.Lock()
+			f.cache.close()
+			f.mu.Unlock()
 			f.root.Close()
 			delete(s.folders, d)
 		}
