@@ -210,9 +210,16 @@ type stores struct {
 }
 
 type storeRef struct {
-	st *mailbox.Store
-	n  int
+	st     *mailbox.Store
+	n      int
+	linger *time.Timer // closes the store when no session came back
 }
+
+// storeLinger is how long a Maildir's store (its folders' state, read from
+// posthorn.index) stays open after its last session: clients reconnect
+// often, and a large mailbox is then selected without reading its index
+// again.
+const storeLinger = workerIdle
 
 func (s *stores) get(path string) (*mailbox.Store, func(), error) {
 	s.mu.Lock()
@@ -227,14 +234,24 @@ func (s *stores) get(path string) (*mailbox.Store, func(), error) {
 		s.open[path] = r
 	}
 	r.n++
+	if r.linger != nil {
+		r.linger.Stop()
+		r.linger = nil
+	}
 	var once sync.Once
 	return r.st, func() {
 		once.Do(func() {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			if r.n--; r.n == 0 {
-				r.st.Close()
-				delete(s.open, path)
+				r.linger = time.AfterFunc(storeLinger, func() {
+					s.mu.Lock()
+					defer s.mu.Unlock()
+					if r.n == 0 && s.open[path] == r {
+						r.st.Close()
+						delete(s.open, path)
+					}
+				})
 			}
 		})
 	}, nil
