@@ -80,3 +80,27 @@ func BenchmarkSelect100k(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkSelectAgain100k times what a second IMAP session of the same
+// user costs: Select of a folder this process already has up to date.
+func BenchmarkSelectAgain100k(b *testing.B) {
+	const n = 100000
+	dir := buildBig(b, n)
+	s, err := OpenStore(dir, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Select("INBOX", RecentTake); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		m, err := s.Select("INBOX", RecentTake)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if uids, _ := m.SharedUIDs(); len(uids) != n {
+			b.Fatal(len(uids))
+		}
+	}
+}
