@@ -72,6 +72,10 @@ func (c *Conn) Close() error {
 // SetDeadline sets the read and write deadline.
 func (c *Conn) SetDeadline(t time.Time) error { return c.c.SetDeadline(t) }
 
+// SetWriteDeadline bounds Send alone, for a connection another goroutine
+// keeps reading.
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.c.SetWriteDeadline(t) }
+
 // Send writes v as one frame, with files attached.
 func (c *Conn) Send(v any, files ...*os.File) error {
 	body, err := json.Marshal(v)

@@ -30,9 +30,19 @@ type Dispatcher struct {
 	// ourselves); Args typically carry "-c CONFIG".
 	Exe  string
 	Args []string
+	// Timeout bounds each step of taking a session (default
+	// handoffTimeout).
+	Timeout time.Duration
 
 	mu      sync.Mutex
 	workers map[[2]int]*workerProc
+}
+
+func (d *Dispatcher) timeout() time.Duration {
+	if d.Timeout > 0 {
+		return d.Timeout
+	}
+	return handoffTimeout
 }
 
 // Serve accepts handoffs on l until ctx ends. Sessions already handed to
@@ -58,7 +68,7 @@ func (d *Dispatcher) Serve(ctx context.Context, l net.Listener) error {
 
 func (d *Dispatcher) serveConn(ctx context.Context, c *ipc.Conn) {
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(handoffTimeout))
+	c.SetDeadline(time.Now().Add(d.timeout()))
 	var h handoff
 	files, err := c.Receive(&h)
 	if err != nil {
@@ -134,10 +144,11 @@ func (d *Dispatcher) worker(uid, gid int) (*workerProc, error) {
 }
 
 type workerProc struct {
-	conn *ipc.Conn
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	dead bool
+	timeout time.Duration
+	conn    *ipc.Conn
+	cmd     *exec.Cmd
+	mu      sync.Mutex
+	dead    bool
 }
 
 func (w *workerProc) isDead() bool {
@@ -152,8 +163,13 @@ func (w *workerProc) send(s Session, f *os.File) error {
 	if w.dead {
 		return fmt.Errorf("worker exited")
 	}
-	w.conn.SetDeadline(time.Now().Add(handoffTimeout))
-	if err := w.conn.Send(workerMsg{Op: "session", Session: &s}, f); err != nil {
+	// A write deadline only, and cleared after: readLoop is blocked reading
+	// this connection for as long as the worker lives, and a read deadline
+	// left here would end it one timeout after the last session came.
+	w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
+	err := w.conn.Send(workerMsg{Op: "session", Session: &s}, f)
+	w.conn.SetWriteDeadline(time.Time{})
+	if err != nil {
 		w.dead = true
 		w.conn.Close()
 		return err
@@ -176,7 +192,6 @@ func (w *workerProc) readLoop(d *Dispatcher, key [2]int) {
 		for _, f := range files {
 			f.Close()
 		}
-		w.conn.SetDeadline(time.Time{})
 		if err != nil || m.Op == "idle" {
 			d.mu.Lock()
 			w.mu.Lock()
@@ -237,5 +252,5 @@ func (d *Dispatcher) startWorker(uid, gid int) (*workerProc, error) {
 		cmd.Wait()
 		return nil, err
 	}
-	return &workerProc{conn: ipc.New(nc.(*net.UnixConn)), cmd: cmd}, nil
+	return &workerProc{timeout: d.timeout(), conn: ipc.New(nc.(*net.UnixConn)), cmd: cmd}, nil
 }

@@ -50,7 +50,10 @@ func (f *fixture) issue(tok, user string) {
 	f.mu.Unlock()
 }
 
-func start(t *testing.T) *fixture {
+func start(t *testing.T) *fixture { t.Helper(); return startWith(t, 0) }
+
+// startWith runs a dispatcher with the handoff timeout given (0: default).
+func startWith(t *testing.T, timeout time.Duration) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	f := &fixture{sock: filepath.Join(dir, "imapd"), tokens: map[string]string{"good": "alice@example.test"}}
@@ -60,7 +63,7 @@ func start(t *testing.T) *fixture {
 	}
 	log := maillog.New("posthorn", "imapd", "stderr")
 	log.SetOutput(&strings.Builder{})
-	d := &Dispatcher{Service: "imap", Log: log,
+	d := &Dispatcher{Service: "imap", Log: log, Timeout: timeout,
 		Resolve: func(ctx context.Context, tok string) (string, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
@@ -267,5 +270,37 @@ func TestHandoffRefusedAnswers(t *testing.T) {
 	}
 	if err := <-done; err == nil {
 		t.Fatal("Handoff to a missing dispatcher succeeded")
+	}
+}
+
+// A worker lives on for as long as it has sessions, however long ago the
+// last one was handed over: a second session goes to the same process.
+func TestWorkerOutlivesTheHandoffTimeout(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	f := startWith(t, timeout)
+	c, herr := login(t, f, "good", nil, "")
+	if err := <-herr; err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	greet, _ := br.ReadString('\n')
+	time.Sleep(3 * timeout) // the session stays open, so the worker is not idle
+	fmt.Fprintf(c, "still there\n")
+	if l, _ := br.ReadString('\n'); l != "echo still there\n" {
+		t.Fatalf("first session after the wait: %q", l)
+	}
+	f.issue("second", "alice@example.test")
+	c2, herr2 := login(t, f, "second", nil, "")
+	if err := <-herr2; err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	c2.SetDeadline(time.Now().Add(10 * time.Second))
+	greet2, _ := bufio.NewReader(c2).ReadString('\n')
+	pid := func(s string) string { return strings.Fields(s[strings.Index(s, "pid="):])[0] }
+	if pid(greet) != pid(greet2) {
+		t.Fatalf("a second session after %v went to a new worker: %q, then %q", 3*timeout, greet, greet2)
 	}
 }
