@@ -420,6 +420,9 @@ func (f *folder) addExpunge(e expunged) {
 	}
 }
 
+// errNotMessage: a name in cur/ or new/ that is not a regular file.
+var errNotMessage = errors.New("mailbox: not a regular file")
+
 type found struct {
 	name  string
 	inNew bool
@@ -439,12 +442,11 @@ func (f *folder) scan(w *write, scanCur, scanNew bool) error {
 		}
 		defer d.Close()
 		for {
-			ents, err := d.ReadDir(4096)
-			for _, e := range ents {
-				if !e.Type().IsRegular() && e.Type() != 0 {
-					continue // directories, symlinks, devices: not messages
-				}
-				name := e.Name()
+			// Names only: the file type is checked by newRec's Lstat
+			// for new names, so a file system without d_type is not
+			// stat'ed twice per message.
+			names, err := d.Readdirnames(4096)
+			for _, name := range names {
 				key, _, _, _, ok := parseFileName(name)
 				if !ok {
 					continue // HOSTILE 54
@@ -454,7 +456,7 @@ func (f *folder) scan(w *write, scanCur, scanNew bool) error {
 				}
 				files[key] = found{name, inNew}
 			}
-			if err == io.EOF || len(ents) == 0 {
+			if err == io.EOF || len(names) == 0 {
 				return nil
 			}
 			if err != nil {
@@ -504,31 +506,38 @@ func (f *folder) scan(w *write, scanCur, scanNew bool) error {
 			f.put(w, &n)
 		}
 	}
-	for key := range files {
-		order = append(order, key)
+	// New files in delivery order, as Dovecot assigns their UIDs; each
+	// name's time is parsed once, not at every comparison.
+	type timed struct {
+		key      string
+		secs, us int64
 	}
-	// New files in delivery order, as Dovecot assigns their UIDs.
-	slices.SortFunc(order, func(a, b string) int {
-		as, au := nameTime(a)
-		bs, bu := nameTime(b)
-		return cmp.Or(cmp.Compare(as, bs), cmp.Compare(au, bu), cmp.Compare(a, b))
+	byTime := make([]timed, 0, len(files))
+	for key := range files {
+		s, us := nameTime(key)
+		byTime = append(byTime, timed{key, s, us})
+	}
+	slices.SortFunc(byTime, func(a, b timed) int {
+		return cmp.Or(cmp.Compare(a.secs, b.secs), cmp.Compare(a.us, b.us), cmp.Compare(a.key, b.key))
 	})
+	for _, t := range byTime {
+		order = append(order, t.key)
+	}
 	keys := f.ul.keys()
 	for _, key := range order {
 		fd := files[key]
-		var uid uint32
-		if i, ok := keys[key]; ok {
-			uid = f.ul.recs[i].uid
-		} else {
-			uid = f.ul.add(key)
-			w.ulAdded++
-		}
-		m, err := f.newRec(uid, fd)
+		m, err := f.newRec(0, fd)
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				continue // gone already; the next scan sorts it out
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotMessage) {
+				continue // gone already (the next scan sorts it out), or not a file
 			}
 			return err
+		}
+		if i, ok := keys[key]; ok {
+			m.uid = f.ul.recs[i].uid
+		} else {
+			m.uid = f.ul.add(key)
+			w.ulAdded++
 		}
 		m.modseq = f.nextModSeq(w)
 		f.put(w, m)
@@ -586,6 +595,9 @@ func (f *folder) newRec(uid uint32, fd found) (*msgRec, error) {
 	fi, err := f.root.Lstat(m.path())
 	if err != nil {
 		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, errNotMessage // directories, symlinks, devices
 	}
 	m.mtime = fi.ModTime().UnixNano()
 	if size < 0 {
