@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 )
 
@@ -46,6 +47,7 @@ type cacheFile struct {
 	uv   uint32
 	ino  uint64
 	fh   *os.File // open on inode ino, for reading entries; nil until needed
+	wfh  *os.File // open on inode ino for appending; nil until needed
 	good int64
 	ents map[uint32]cacheEnt
 	live int64
@@ -57,12 +59,40 @@ func (c *cacheFile) reset(f *folder, uv uint32) {
 	*c = cacheFile{uv: uv}
 }
 
-// close releases the read handle.
+// close releases the handles.
 func (c *cacheFile) close() {
-	if c.fh != nil {
-		c.fh.Close()
-		c.fh = nil
+	for _, h := range []**os.File{&c.fh, &c.wfh} {
+		if *h != nil {
+			(*h).Close()
+			*h = nil
+		}
 	}
+}
+
+// open opens cacheName with flag, checking that it is still inode ino.
+func (f *folder) openCache(flag int) (*os.File, error) {
+	fl, err := f.root.OpenFile(cacheName, flag, 0)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := fl.Stat(); err != nil || statStamp(fi).ino != f.cache.ino {
+		fl.Close()
+		return nil, errors.New("mailbox: posthorn.cache replaced")
+	}
+	return fl, nil
+}
+
+// readHandle returns the read handle on the indexed file.
+func (f *folder) readHandle() (*os.File, error) {
+	c := &f.cache
+	if c.fh == nil {
+		fl, err := f.openCache(os.O_RDONLY)
+		if err != nil {
+			return nil, err
+		}
+		c.fh = fl
+	}
+	return c.fh, nil
 }
 
 func (c *cacheFile) drop(uid uint32) {
@@ -89,11 +119,21 @@ func (f *folder) cacheLoad() {
 	if st.size == c.good || c.bad {
 		return
 	}
-	data, err := readFrom(f.root, cacheName, c.good, maxCacheSize)
-	if err != nil {
+	if st.size > maxCacheSize {
 		c.bad = true
 		return
 	}
+	fh, err := f.readHandle()
+	if err != nil {
+		return // replaced between the Lstat and the open: next time
+	}
+	data := make([]byte, st.size-c.good)
+	n, err := fh.ReadAt(data, c.good)
+	if err != nil && err != io.EOF {
+		c.bad = true
+		return
+	}
+	data = data[:n]
 	off := 0
 	for len(data)-off >= 8 {
 		l := int(binary.LittleEndian.Uint32(data[off:]))
@@ -155,20 +195,13 @@ func (f *folder) getCache(uid uint32) ([]byte, bool) {
 			return nil, false
 		}
 	}
-	if c.fh == nil {
-		fl, err := f.root.Open(cacheName)
-		if err != nil {
-			return nil, false
-		}
-		if fi, err := fl.Stat(); err != nil || statStamp(fi).ino != c.ino {
-			fl.Close() // replaced since it was indexed: index it again
-			f.cacheLoad()
-			return nil, false
-		}
-		c.fh = fl
+	fh, err := f.readHandle()
+	if err != nil {
+		f.cacheLoad() // replaced since it was indexed: index it again
+		return nil, false
 	}
 	b := make([]byte, e.n)
-	if _, err := c.fh.ReadAt(b, e.off); err != nil {
+	if _, err := fh.ReadAt(b, e.off); err != nil {
 		return nil, false
 	}
 	body := b[8:]
@@ -215,13 +248,18 @@ func (f *folder) setCache(uid uint32, data []byte) error {
 		return nil
 	}
 	b = appendFrame(nil, append(binary.LittleEndian.AppendUint32([]byte{'C'}, uid), data...))
-	fl, err := f.root.OpenFile(cacheName, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		return err
+	// One write per entry through a handle kept open: frames of several
+	// processes interleave whole (O_APPEND), and cacheLoad indexes ours
+	// with whatever others appended.
+	if c.wfh == nil {
+		fl, err := f.openCache(os.O_WRONLY | os.O_APPEND)
+		if err != nil {
+			c.reset(f, f.uidValidity)
+			return err
+		}
+		c.wfh = fl
 	}
-	_, err = fl.Write(b)
-	fl.Close()
-	if err != nil {
+	if _, err := c.wfh.Write(b); err != nil {
 		return err
 	}
 	f.cacheLoad()
