@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -15,70 +16,206 @@ import (
 // directory). Notifications are coalesced; the receiver calls Sync. The
 // channel is closed when ctx ends or the watch fails. Changes made through
 // this process are notified too.
+//
+// Every Watch of a process shares one inotify instance and one set of
+// watches per folder: the kernel allows a user few instances (128 by
+// default), and one IMAP worker serves every session of its owner — for
+// virtual users, of all of them.
 func (m *Mailbox) Watch(ctx context.Context) (<-chan struct{}, error) {
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	w, err := theWatcher()
 	if err != nil {
 		return nil, err
 	}
-	base := m.f.s.path + "/" + m.f.dir
-	const mask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_MOVED_TO |
-		unix.IN_CLOSE_WRITE | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR | unix.IN_DONT_FOLLOW
-	var rootWd int
-	for i, d := range []string{base + "/new", base + "/cur", base} {
-		wd, err := unix.InotifyAddWatch(fd, d, mask)
-		if err != nil {
-			unix.Close(fd)
-			return nil, err
-		}
-		if i == 2 {
-			rootWd = wd
-		}
-	}
-	// A non-blocking descriptor goes through the runtime poller, so Close
-	// wakes the reader.
-	file := os.NewFile(uintptr(fd), "inotify")
 	ch := make(chan struct{}, 1)
+	base := m.f.s.path + "/" + m.f.dir
+	fw, err := w.subscribe(base, ch)
+	if err != nil {
+		return nil, err
+	}
 	go func() {
 		<-ctx.Done()
-		file.Close()
-	}()
-	go func() {
-		defer close(ch)
-		buf := make([]byte, 64<<10)
-		for {
-			n, err := file.Read(buf)
-			if err != nil {
-				return
-			}
-			if relevant(buf[:n], rootWd) {
-				select {
-				case ch <- struct{}{}:
-				default:
-				}
-			}
-		}
+		w.unsubscribe(fw, ch)
 	}()
 	return ch, nil
 }
 
-// relevant reports whether a batch of inotify events matters: anything in
-// new/ or cur/, and in the folder directory only dovecot-uidlist (not
-// posthorn's own index, cache and lock files).
-func relevant(b []byte, rootWd int) bool {
+const watchMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_MOVED_TO |
+	unix.IN_CLOSE_WRITE | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR | unix.IN_DONT_FOLLOW
+
+// watcher is the process's inotify instance.
+type watcher struct {
+	fd   int
+	file *os.File
+
+	mu      sync.Mutex
+	folders map[string]*folderWatch // by folder path
+	byWd    map[int32][]*folderWatch
+	wdRefs  map[int32]int // folders using each watch (one directory, one wd)
+}
+
+// folderWatch is the watches on one folder's new/, cur/ and directory.
+type folderWatch struct {
+	base   string
+	wds    [3]int32 // new/, cur/, the folder itself
+	subs   map[chan struct{}]struct{}
+	failed bool // a watched directory went away: subscribers were told
+}
+
+var (
+	watcherOnce sync.Once
+	watcherInst *watcher
+	watcherErr  error
+)
+
+func theWatcher() (*watcher, error) {
+	watcherOnce.Do(func() {
+		fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+		if err != nil {
+			watcherErr = err
+			return
+		}
+		// A non-blocking descriptor goes through the runtime poller.
+		w := &watcher{fd: fd, file: os.NewFile(uintptr(fd), "inotify"),
+			folders: map[string]*folderWatch{}, byWd: map[int32][]*folderWatch{}, wdRefs: map[int32]int{}}
+		go w.run()
+		watcherInst = w
+	})
+	return watcherInst, watcherErr
+}
+
+func (w *watcher) subscribe(base string, ch chan struct{}) (*folderWatch, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	fw := w.folders[base]
+	if fw == nil || fw.failed {
+		fw = &folderWatch{base: base, subs: map[chan struct{}]struct{}{}}
+		for i, d := range []string{base + "/new", base + "/cur", base} {
+			wd, err := unix.InotifyAddWatch(w.fd, d, watchMask)
+			if err != nil {
+				for _, prev := range fw.wds[:i] {
+					w.dropWd(prev, fw)
+				}
+				return nil, err
+			}
+			fw.wds[i] = int32(wd)
+			w.byWd[int32(wd)] = append(w.byWd[int32(wd)], fw)
+			w.wdRefs[int32(wd)]++
+		}
+		w.folders[base] = fw
+	}
+	fw.subs[ch] = struct{}{}
+	return fw, nil
+}
+
+func (w *watcher) unsubscribe(fw *folderWatch, ch chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(fw.subs, ch)
+	close(ch)
+	if len(fw.subs) == 0 {
+		for _, wd := range fw.wds {
+			w.dropWd(wd, fw)
+		}
+		if w.folders[fw.base] == fw {
+			delete(w.folders, fw.base)
+		}
+	}
+}
+
+// dropWd releases fw's use of watch wd, removing it from the kernel with
+// its last user; w.mu is held.
+func (w *watcher) dropWd(wd int32, fw *folderWatch) {
+	list := w.byWd[wd]
+	for i, x := range list {
+		if x == fw {
+			list = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(w.byWd, wd)
+	} else {
+		w.byWd[wd] = list
+	}
+	if _, live := w.wdRefs[wd]; !live {
+		return // removed by the kernel (IN_IGNORED); the number may be reused
+	}
+	if w.wdRefs[wd]--; w.wdRefs[wd] <= 0 {
+		delete(w.wdRefs, wd)
+		unix.InotifyRmWatch(w.fd, uint32(wd))
+	}
+}
+
+// run reads events and wakes the subscribers of the folders they concern.
+func (w *watcher) run() {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := w.file.Read(buf)
+		if err != nil {
+			return
+		}
+		w.dispatch(buf[:n])
+	}
+}
+
+func (w *watcher) dispatch(b []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	wake := map[*folderWatch]bool{}
 	for len(b) >= unix.SizeofInotifyEvent {
 		ev := (*unix.InotifyEvent)(unsafe.Pointer(&b[0]))
 		end := unix.SizeofInotifyEvent + int(ev.Len)
 		if end > len(b) {
-			return true
-		}
-		if int(ev.Wd) != rootWd || ev.Mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_Q_OVERFLOW) != 0 {
-			return true
+			break
 		}
 		name := string(bytes.TrimRight(b[unix.SizeofInotifyEvent:end], "\x00"))
-		if name == uidlistFile {
-			return true
-		}
 		b = b[end:]
+		if ev.Mask&unix.IN_Q_OVERFLOW != 0 {
+			// Events were lost: everyone syncs.
+			for _, list := range w.byWd {
+				for _, fw := range list {
+					wake[fw] = true
+				}
+			}
+			continue
+		}
+		if ev.Mask&unix.IN_IGNORED != 0 {
+			// The kernel dropped the watch (its directory is gone) and
+			// may give its number to another.
+			for _, fw := range w.byWd[ev.Wd] {
+				fw.failed = true
+				wake[fw] = true
+			}
+			delete(w.byWd, ev.Wd)
+			delete(w.wdRefs, ev.Wd)
+			continue
+		}
+		for _, fw := range w.byWd[ev.Wd] {
+			if ev.Mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) != 0 {
+				// The folder (or its new/ or cur/) went away or moved:
+				// its watches no longer say anything. Subscribers are
+				// told; their next Sync finds out what happened.
+				fw.failed = true
+				wake[fw] = true
+				continue
+			}
+			// In the folder directory only dovecot-uidlist matters, not
+			// posthorn's own index, cache and lock files.
+			if ev.Wd != fw.wds[2] || name == uidlistFile {
+				wake[fw] = true
+			}
+		}
 	}
-	return false
+	for fw := range wake {
+		for ch := range fw.subs {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+		if fw.failed && w.folders[fw.base] == fw {
+			// The next Watch of this folder adds fresh watches.
+			delete(w.folders, fw.base)
+		}
+	}
 }
