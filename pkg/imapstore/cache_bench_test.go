@@ -292,3 +292,38 @@ func benchEnvelope(msg imap.Message) (string, error) {
 	}
 	return st.EnvelopeText(), nil
 }
+
+// BenchmarkSelectWarm times SELECT of a large mailbox that the process
+// already has up to date: what a client's next session costs.
+func BenchmarkSelectWarm(b *testing.B) {
+	n := benchMessages()
+	root := buildBenchMaildir(b, n)
+	st, err := mailbox.OpenStore(root, mailbox.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	lg := maillog.New("posthorn", "imapstore-bench", "stderr")
+	lg.SetOutput(io.Discard)
+	srv := server.New(server.Config{Backend: backend{st}, AuthFailureDelay: -1, Log: lg})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(l)
+	b.Cleanup(func() { srv.Close() })
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	cl := &benchClient{c: c, r: bufio.NewReaderSize(c, 64<<10)}
+	if _, err := cl.r.ReadString('\n'); err != nil {
+		b.Fatal(err)
+	}
+	cl.do(b, "LOGIN alice secret")
+	cl.do(b, "SELECT INBOX")
+	for b.Loop() {
+		cl.do(b, "SELECT INBOX")
+	}
+}

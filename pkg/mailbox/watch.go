@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"sync"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -48,6 +49,7 @@ type watcher struct {
 	file *os.File
 
 	mu      sync.Mutex
+	linger  time.Duration           // watchLinger; shorter in tests
 	folders map[string]*folderWatch // by folder path
 	byWd    map[int32][]*folderWatch
 	wdRefs  map[int32]int // folders using each watch (one directory, one wd)
@@ -55,10 +57,11 @@ type watcher struct {
 
 // folderWatch is the watches on one folder's new/, cur/ and directory.
 type folderWatch struct {
-	base   string
-	wds    [3]int32 // new/, cur/, the folder itself
-	subs   map[chan struct{}]struct{}
-	failed bool // a watched directory went away: subscribers were told
+	base    string
+	wds     [3]int32 // new/, cur/, the folder itself
+	subs    map[chan struct{}]struct{}
+	failed  bool // a watched directory went away: subscribers were told
+	dropped bool // its watches are removed: no longer usable
 }
 
 var (
@@ -75,7 +78,7 @@ func theWatcher() (*watcher, error) {
 			return
 		}
 		// A non-blocking descriptor goes through the runtime poller.
-		w := &watcher{fd: fd, file: os.NewFile(uintptr(fd), "inotify"),
+		w := &watcher{fd: fd, file: os.NewFile(uintptr(fd), "inotify"), linger: watchLinger,
 			folders: map[string]*folderWatch{}, byWd: map[int32][]*folderWatch{}, wdRefs: map[int32]int{}}
 		go w.run()
 		watcherInst = w
@@ -87,7 +90,7 @@ func (w *watcher) subscribe(base string, ch chan struct{}) (*folderWatch, error)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	fw := w.folders[base]
-	if fw == nil || fw.failed {
+	if fw == nil || fw.failed || fw.dropped {
 		fw = &folderWatch{base: base, subs: map[chan struct{}]struct{}{}}
 		for i, d := range []string{base + "/new", base + "/cur", base} {
 			wd, err := unix.InotifyAddWatch(w.fd, d, watchMask)
@@ -113,14 +116,27 @@ func (w *watcher) unsubscribe(fw *folderWatch, ch chan struct{}) {
 	delete(fw.subs, ch)
 	close(ch)
 	if len(fw.subs) == 0 {
-		for _, wd := range fw.wds {
-			w.dropWd(wd, fw)
-		}
-		if w.folders[fw.base] == fw {
-			delete(w.folders, fw.base)
-		}
+		// Removing a watch waits for the kernel (an RCU grace period,
+		// milliseconds): the folder keeps its watches a while for the
+		// next session, which commonly follows at once.
+		time.AfterFunc(w.linger, func() {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if len(fw.subs) == 0 && !fw.dropped {
+				fw.dropped = true
+				for _, wd := range fw.wds {
+					w.dropWd(wd, fw)
+				}
+				if w.folders[fw.base] == fw {
+					delete(w.folders, fw.base)
+				}
+			}
+		})
 	}
 }
+
+// watchLinger is how long a folder nobody watches keeps its watches.
+const watchLinger = time.Minute
 
 // dropWd releases fw's use of watch wd, removing it from the kernel with
 // its last user; w.mu is held.

@@ -90,3 +90,51 @@ func TestWatchFolderRecreated(t *testing.T) {
 		t.Fatal("the recreated folder is not watched")
 	}
 }
+
+// Once a folder's watches are removed for want of sessions, the next
+// session adds them again.
+func TestWatchDroppedAndReadded(t *testing.T) {
+	w, _ := theWatcher()
+	w.mu.Lock()
+	w.linger = time.Millisecond
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.linger = watchLinger
+		w.mu.Unlock()
+	}()
+	s, dir := newStore(t)
+	m := mustOpen(t, s, "INBOX")
+	ctx, cancel := context.WithCancel(context.Background())
+	ch, err := m.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	for range ch {
+	}
+	base := s.path + "/."
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		w.mu.Lock()
+		_, still := w.folders[base]
+		w.mu.Unlock()
+		if !still {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the unwatched folder kept its watches")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ch, err = m.Watch(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "new", "1700000003.M1P1.host,S=2,W=3"), []byte("w\n"), 0600)
+	select {
+	case <-ch:
+	case <-time.After(2 * time.Second):
+		t.Fatal("no notification after the watches were added again")
+	}
+}
