@@ -110,8 +110,8 @@ func (m *Mailbox) Name() string { return m.f.name }
 
 // Sync looks at the folder (a few stats when nothing changed; a directory
 // scan under dovecot-uidlist.lock when something did) and returns what
-// changed since the last Sync. The first Sync, done by Open, reports every
-// message as New.
+// changed since the last Sync. The first Sync, done by Open, reports as
+// New only the messages no session has taken as \Recent yet.
 func (m *Mailbox) Sync() (Changes, error) {
 	f := m.f
 	f.mu.Lock()
@@ -128,22 +128,34 @@ func (m *Mailbox) Sync() (Changes, error) {
 	if m.checked && m.gen == f.gen {
 		return c, nil
 	}
-	old := m.snap
-	i, j := 0, 0
-	for i < len(old) || j < len(f.recs) {
-		switch {
-		case j >= len(f.recs) || (i < len(old) && old[i].uid < f.recs[j].uid):
-			c.Expunged = append(c.Expunged, old[i].uid)
-			i++
-		case i >= len(old) || f.recs[j].uid < old[i].uid:
-			c.New = append(c.New, f.recs[j].uid)
-			j++
-		default:
-			if old[i].modseq != f.recs[j].modseq || flagsOf(old[i]) != flagsOf(f.recs[j]) {
-				c.Flags = append(c.Flags, old[i].uid)
+	if !m.checked {
+		// The first Sync (Select's) has nothing to compare with: only the
+		// messages that may be \Recent are listed, so that selecting a
+		// large mailbox costs no per-message work.
+		if m.mode != RecentIgnore {
+			k, _ := slices.BinarySearchFunc(f.recs, f.recentFloor(), recCmp)
+			for _, r := range f.recs[k:] {
+				c.New = append(c.New, r.uid)
 			}
-			i++
-			j++
+		}
+	} else {
+		old := m.snap
+		i, j := 0, 0
+		for i < len(old) || j < len(f.recs) {
+			switch {
+			case j >= len(f.recs) || (i < len(old) && old[i].uid < f.recs[j].uid):
+				c.Expunged = append(c.Expunged, old[i].uid)
+				i++
+			case i >= len(old) || f.recs[j].uid < old[i].uid:
+				c.New = append(c.New, f.recs[j].uid)
+				j++
+			default:
+				if old[i].modseq != f.recs[j].modseq || flagsOf(old[i]) != flagsOf(f.recs[j]) {
+					c.Flags = append(c.Flags, old[i].uid)
+				}
+				i++
+				j++
+			}
 		}
 	}
 	sn := f.sharedSnapshot()
