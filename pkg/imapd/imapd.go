@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/posthorn/posthorn/pkg/auth"
@@ -202,61 +201,6 @@ func lookup(res *recipient.Resolver, name string) (login.Mailbox, error) {
 	return login.Mailbox{UID: t.UID, GID: t.GID, Maildir: t.Path}, nil
 }
 
-// stores shares one mailbox.Store per Maildir among a worker's sessions.
-type stores struct {
-	mu   sync.Mutex
-	open map[string]*storeRef
-	opts mailbox.Options
-}
-
-type storeRef struct {
-	st     *mailbox.Store
-	n      int
-	linger *time.Timer // closes the store when no session came back
-}
-
-// storeLinger is how long a Maildir's store (its folders' state, read from
-// posthorn.index) stays open after its last session: clients reconnect
-// often, and a large mailbox is then selected without reading its index
-// again.
-const storeLinger = workerIdle
-
-func (s *stores) get(path string) (*mailbox.Store, func(), error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := s.open[path]
-	if r == nil {
-		st, err := mailbox.OpenStore(path, s.opts)
-		if err != nil {
-			return nil, nil, err
-		}
-		r = &storeRef{st: st}
-		s.open[path] = r
-	}
-	r.n++
-	if r.linger != nil {
-		r.linger.Stop()
-		r.linger = nil
-	}
-	var once sync.Once
-	return r.st, func() {
-		once.Do(func() {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			if r.n--; r.n == 0 {
-				r.linger = time.AfterFunc(storeLinger, func() {
-					s.mu.Lock()
-					defer s.mu.Unlock()
-					if r.n == 0 && s.open[path] == r {
-						r.st.Close()
-						delete(s.open, path)
-					}
-				})
-			}
-		})
-	}, nil
-}
-
 // WorkerConfig is the engine configuration of an imapd worker.
 func WorkerConfig(cfg *config.Config, log *maillog.Logger) server.Config {
 	return server.Config{
@@ -286,7 +230,7 @@ func StoreOptions(cfg *config.Config) mailbox.Options {
 // dispatcher lets it go.
 func RunWorker(ctx context.Context, cfg *config.Config, log *maillog.Logger) error {
 	srv := server.New(WorkerConfig(cfg, log))
-	st := &stores{open: map[string]*storeRef{}, opts: StoreOptions(cfg)}
+	st := mailbox.NewStorePool(StoreOptions(cfg), workerIdle)
 	defer srv.Close()
 	return login.RunWorker(ctx, func(ctx context.Context, c net.Conn, s login.Session) {
 		serve(srv, st, log, c, s)
@@ -294,7 +238,7 @@ func RunWorker(ctx context.Context, cfg *config.Config, log *maillog.Logger) err
 }
 
 // serve runs one handed-over session.
-func serve(srv *server.Server, st *stores, log *maillog.Logger, c net.Conn, s login.Session) {
+func serve(srv *server.Server, st *mailbox.StorePool, log *maillog.Logger, c net.Conn, s login.Session) {
 	tag := s.State[stateTag]
 	if tag == "" {
 		tag = "*"
@@ -305,7 +249,7 @@ func serve(srv *server.Server, st *stores, log *maillog.Logger, c net.Conn, s lo
 		c.Close()
 		return
 	}
-	store, release, err := st.get(s.Maildir)
+	store, release, err := st.Get(s.Maildir)
 	if err != nil {
 		log.Warning("imap(%s): cannot open %s: %v", s.User, s.Maildir, err)
 		fmt.Fprintf(c, "%s NO [SERVERBUG] Internal error occurred. Refer to server log for more information.\r\n", tag)

@@ -159,15 +159,20 @@ func RunDispatcher(d *daemon.D) error {
 
 // RunWorker serves the POP3 sessions of one mailbox owner.
 func RunWorker(ctx context.Context, cfg *config.Config, log *maillog.Logger) error {
+	pool := mailbox.NewStorePool(mailbox.Options{Hostname: cfg.Hostname}, workerIdle)
 	return login.RunWorker(ctx, func(ctx context.Context, c net.Conn, s login.Session) {
-		store, err := mailbox.OpenStore(s.Maildir, mailbox.Options{Hostname: cfg.Hostname})
+		store, release, err := pool.Get(s.Maildir)
 		if err != nil {
 			log.Warning("pop3(%s): cannot open %s: %v", s.User, s.Maildir, err)
 			fmt.Fprintf(c, "-ERR [SYS/TEMP] Internal error occurred. Refer to server log for more information.\r\n")
 			return
 		}
-		defer store.Close()
+		defer release()
 		h := &pop3.Handoff{User: s.User, Conn: c, TLS: s.TLS, Secured: s.Secured, Method: s.State["method"]}
 		pop3.ServeSession(ctx, h, store, pop3.SessionConfig{Log: log})
-	}, time.Minute)
+	}, workerIdle)
 }
+
+// workerIdle is how long a worker with no session stays for the next one,
+// keeping the mailboxes it served open.
+const workerIdle = time.Minute
