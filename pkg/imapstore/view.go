@@ -20,7 +20,7 @@ type view struct {
 
 	nmu    sync.Mutex
 	notify func()
-	stop   context.CancelFunc
+	stop   func()
 }
 
 var errReadOnly = &imap.Error{Code: "CANNOT", Text: "Mailbox is read-only."}
@@ -229,25 +229,20 @@ func (v *view) SetNotify(fn func()) {
 	if v.stop != nil {
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ch, err := v.m.Watch(ctx)
+	stop, err := v.m.Watch(func() {
+		v.nmu.Lock()
+		f := v.notify
+		v.nmu.Unlock()
+		if f != nil {
+			f()
+		}
+	})
 	if err != nil {
 		// Without inotify the session still learns of changes at its
 		// next command.
-		cancel()
 		return
 	}
-	v.stop = cancel
-	go func() {
-		for range ch {
-			v.nmu.Lock()
-			f := v.notify
-			v.nmu.Unlock()
-			if f != nil {
-				f()
-			}
-		}
-	}()
+	v.stop = stop
 }
 
 // Close implements imap.Mailbox.

@@ -1,7 +1,6 @@
 package mailbox
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -241,11 +240,7 @@ func TestQuota(t *testing.T) {
 func TestWatch(t *testing.T) {
 	s, dir := newStore(t)
 	m := mustOpen(t, s, "INBOX")
-	ctx, cancel := context.WithCancel(context.Background())
-	ch, err := m.Watch(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch, stop := watchChan(t, m)
 	// A delivery into new/ by another program.
 	os.WriteFile(filepath.Join(dir, "new", "1700000000.M1P1.host,S=2,W=3"), []byte("x\n"), 0600)
 	select {
@@ -256,9 +251,7 @@ func TestWatch(t *testing.T) {
 	if c := mustSync(t, m); len(c.New) != 1 {
 		t.Fatalf("%+v", c)
 	}
-	cancel()
-	for range ch {
-	}
+	stop()
 }
 
 func TestLimits(t *testing.T) {

@@ -2,7 +2,6 @@ package mailbox
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"sync"
 	"time"
@@ -11,34 +10,33 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Watch returns a channel that receives a value soon after anything
-// changes in the folder: a delivery to new/, a flag rename or expunge in
-// cur/, a rewrite of dovecot-uidlist (inotify on new/, cur/ and the folder
-// directory). Notifications are coalesced; the receiver calls Sync. The
-// channel is closed when ctx ends or the watch fails. Changes made through
-// this process are notified too.
+// Watch calls fn soon after anything changes in the folder: a delivery to
+// new/, a flag rename or expunge in cur/, a rewrite of dovecot-uidlist
+// (inotify on new/, cur/ and the folder directory), until stop is called.
+// Calls are coalesced per batch of events and fn must not block; it
+// typically wakes the session, which calls Sync. Changes made through this
+// process are notified too.
 //
 // Every Watch of a process shares one inotify instance and one set of
-// watches per folder: the kernel allows a user few instances (128 by
-// default), and one IMAP worker serves every session of its owner — for
-// virtual users, of all of them.
-func (m *Mailbox) Watch(ctx context.Context) (<-chan struct{}, error) {
+// watches per folder, and no goroutine is kept per watcher: the kernel
+// allows a user few instances (128 by default), and one IMAP worker serves
+// every session of its owner — for virtual users, of all of them.
+func (m *Mailbox) Watch(fn func()) (stop func(), err error) {
 	w, err := theWatcher()
 	if err != nil {
 		return nil, err
 	}
-	ch := make(chan struct{}, 1)
-	base := m.f.s.path + "/" + m.f.dir
-	fw, err := w.subscribe(base, ch)
+	sub := &subscriber{fn: fn}
+	fw, err := w.subscribe(m.f.s.path+"/"+m.f.dir, sub)
 	if err != nil {
 		return nil, err
 	}
-	go func() {
-		<-ctx.Done()
-		w.unsubscribe(fw, ch)
-	}()
-	return ch, nil
+	var once sync.Once
+	return func() { once.Do(func() { w.unsubscribe(fw, sub) }) }, nil
 }
+
+// subscriber is one Watch.
+type subscriber struct{ fn func() }
 
 const watchMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_MOVED_TO |
 	unix.IN_CLOSE_WRITE | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR | unix.IN_DONT_FOLLOW
@@ -59,7 +57,7 @@ type watcher struct {
 type folderWatch struct {
 	base    string
 	wds     [3]int32 // new/, cur/, the folder itself
-	subs    map[chan struct{}]struct{}
+	subs    map[*subscriber]struct{}
 	failed  bool // a watched directory went away: subscribers were told
 	dropped bool // its watches are removed: no longer usable
 }
@@ -86,12 +84,12 @@ func theWatcher() (*watcher, error) {
 	return watcherInst, watcherErr
 }
 
-func (w *watcher) subscribe(base string, ch chan struct{}) (*folderWatch, error) {
+func (w *watcher) subscribe(base string, sub *subscriber) (*folderWatch, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	fw := w.folders[base]
 	if fw == nil || fw.failed || fw.dropped {
-		fw = &folderWatch{base: base, subs: map[chan struct{}]struct{}{}}
+		fw = &folderWatch{base: base, subs: map[*subscriber]struct{}{}}
 		for i, d := range []string{base + "/new", base + "/cur", base} {
 			wd, err := unix.InotifyAddWatch(w.fd, d, watchMask)
 			if err != nil {
@@ -106,15 +104,14 @@ func (w *watcher) subscribe(base string, ch chan struct{}) (*folderWatch, error)
 		}
 		w.folders[base] = fw
 	}
-	fw.subs[ch] = struct{}{}
+	fw.subs[sub] = struct{}{}
 	return fw, nil
 }
 
-func (w *watcher) unsubscribe(fw *folderWatch, ch chan struct{}) {
+func (w *watcher) unsubscribe(fw *folderWatch, sub *subscriber) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	delete(fw.subs, ch)
-	close(ch)
+	delete(fw.subs, sub)
 	if len(fw.subs) == 0 {
 		// Removing a watch waits for the kernel (an RCU grace period,
 		// milliseconds): the folder keeps its watches a while for the
@@ -175,6 +172,14 @@ func (w *watcher) run() {
 }
 
 func (w *watcher) dispatch(b []byte) {
+	// The callbacks run after w.mu is released: they take their own
+	// locks, which Watch and stop may hold while taking w.mu.
+	var calls []func()
+	defer func() {
+		for _, fn := range calls {
+			fn()
+		}
+	}()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	wake := map[*folderWatch]bool{}
@@ -223,11 +228,8 @@ func (w *watcher) dispatch(b []byte) {
 		}
 	}
 	for fw := range wake {
-		for ch := range fw.subs {
-			select {
-			case ch <- struct{}{}:
-			default:
-			}
+		for sub := range fw.subs {
+			calls = append(calls, sub.fn)
 		}
 		if fw.failed && w.folders[fw.base] == fw {
 			// The next Watch of this folder adds fresh watches.

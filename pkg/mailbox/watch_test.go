@@ -1,27 +1,39 @@
 package mailbox
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 )
 
+// watchChan adapts Watch to a channel for the tests; stop is called at
+// the end of the test.
+func watchChan(t *testing.T, m *Mailbox) (<-chan struct{}, func()) {
+	t.Helper()
+	ch := make(chan struct{}, 1)
+	stop, err := m.Watch(func() {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return ch, stop
+}
+
 // Far more sessions than the kernel allows inotify instances per user (128
 // by default) all hear of a delivery: they share the process's instance.
 func TestWatchManySessions(t *testing.T) {
 	s, dir := newStore(t)
 	const n = 500
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	chans := make([]<-chan struct{}, n)
+	stops := make([]func(), n)
 	for i := range n {
-		ch, err := mustOpen(t, s, "INBOX").Watch(ctx)
-		if err != nil {
-			t.Fatalf("watch %d: %v", i, err)
-		}
-		chans[i] = ch
+		chans[i], stops[i] = watchChan(t, mustOpen(t, s, "INBOX"))
 	}
 	os.WriteFile(filepath.Join(dir, "new", "1700000000.M1P1.host,S=2,W=3"), []byte("x\n"), 0600)
 	deadline := time.After(2 * time.Second)
@@ -32,17 +44,11 @@ func TestWatchManySessions(t *testing.T) {
 			t.Fatalf("session %d of %d not notified", i, n)
 		}
 	}
-	// Ended sessions' channels close; a new session after all ended still
-	// gets a working watch.
-	cancel()
-	for _, ch := range chans {
-		for range ch {
-		}
+	// A new session after all ended still gets a working watch.
+	for _, stop := range stops {
+		stop()
 	}
-	ch, err := mustOpen(t, s, "INBOX").Watch(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch, _ := watchChan(t, mustOpen(t, s, "INBOX"))
 	os.WriteFile(filepath.Join(dir, "new", "1700000001.M1P1.host,S=2,W=3"), []byte("y\n"), 0600)
 	select {
 	case <-ch:
@@ -58,11 +64,7 @@ func TestWatchFolderRecreated(t *testing.T) {
 	if err := s.Create("Work", ""); err != nil {
 		t.Fatal(err)
 	}
-	m := mustOpen(t, s, "Work")
-	ch, err := m.Watch(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch, _ := watchChan(t, mustOpen(t, s, "Work"))
 	if err := os.RemoveAll(filepath.Join(dir, ".Work")); err != nil {
 		t.Fatal(err)
 	}
@@ -79,10 +81,7 @@ func TestWatchFolderRecreated(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s2.Close()
-	ch2, err := mustOpen(t, s2, "Work").Watch(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch2, _ := watchChan(t, mustOpen(t, s2, "Work"))
 	os.WriteFile(filepath.Join(dir, ".Work", "new", "1700000002.M1P1.host,S=2,W=3"), []byte("z\n"), 0600)
 	select {
 	case <-ch2:
@@ -105,14 +104,8 @@ func TestWatchDroppedAndReadded(t *testing.T) {
 	}()
 	s, dir := newStore(t)
 	m := mustOpen(t, s, "INBOX")
-	ctx, cancel := context.WithCancel(context.Background())
-	ch, err := m.Watch(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cancel()
-	for range ch {
-	}
+	_, stop := watchChan(t, m)
+	stop()
 	base := s.path + "/."
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -127,10 +120,7 @@ func TestWatchDroppedAndReadded(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	ch, err = m.Watch(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch, _ := watchChan(t, m)
 	os.WriteFile(filepath.Join(dir, "new", "1700000003.M1P1.host,S=2,W=3"), []byte("w\n"), 0600)
 	select {
 	case <-ch:
