@@ -335,11 +335,9 @@ func (m *Mailbox) Keywords() []string {
 			out = append(out, k)
 		}
 	}
-	for _, r := range m.f.recs {
-		for _, k := range r.extraKw {
-			if !slices.Contains(out, k) {
-				out = append(out, k)
-			}
+	for _, k := range m.f.sharedSnapshot().extraKeywords() {
+		if !slices.Contains(out, k) {
+			out = append(out, k)
 		}
 	}
 	return out

@@ -16,6 +16,26 @@ type snapshot struct {
 	once        sync.Once
 	uids        []uint32
 	firstUnseen uint32 // 1-based position of the first message without \Seen, 0 none
+
+	kwOnce sync.Once
+	extra  []string // keywords without a dovecot-keywords letter, in first-use order
+}
+
+// extraKeywords returns, once per snapshot, the keywords its messages
+// carry that dovecot-keywords has no letter for.
+func (sn *snapshot) extraKeywords() []string {
+	sn.kwOnce.Do(func() {
+		seen := map[string]bool{}
+		for _, r := range sn.recs {
+			for _, k := range r.extraKw {
+				if !seen[k] {
+					seen[k] = true
+					sn.extra = append(sn.extra, k)
+				}
+			}
+		}
+	})
+	return sn.extra
 }
 
 // sharedSnapshot returns the snapshot of the folder's current state;
