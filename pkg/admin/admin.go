@@ -19,6 +19,7 @@ import (
 	"os"
 	osuser "os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -76,6 +77,56 @@ commands:
 -c FILE selects another configuration (default $POSTHORN_CONFIG, else /etc/posthorn/posthorn.toml).
 `
 
+// helps is what "posthorn COMMAND --help" says beyond the usage line.
+var helps = map[string]string{
+	"start": `Starts master(8) in the background with the configuration and waits until
+it runs (or says why it did not). Under systemd use "systemctl start
+posthorn" instead.`,
+	"stop": `Stops the mail system: master stops accepting connections, lets
+deliveries in flight finish within the grace period, and exits with all
+its daemons. Mail already accepted stays queued.`,
+	"reload": `Sends SIGHUP to master: daemons read the configuration again (and the TLS
+certificate); sessions and deliveries in progress are not cut.`,
+	"status": `Exits 0 and says so when the mail system of this configuration is
+running, 1 when it is not.`,
+	"check": `Validates the configuration and the installation, and says how to fix what
+it finds: settings, users and groups, the daemon directory, the spool's
+folders and modes, the TLS certificate and key, the aliases and users
+files, and ports that another program (a running Postfix, Exim or Dovecot)
+already holds.
+Exits 0 when nothing is wrong.`,
+	"queue": `Works on the mail queue as Postfix's postqueue, postsuper and postcat do.
+A queue ID is the 13-digit hexadecimal ID of the logs and of mailq;
+"queue delete ALL" empties the queue, "-" reads IDs from standard input.`,
+	"config": `Prints the effective settings as TOML: every setting (the default),
+only those that differ from the defaults (-n), or the defaults (-d), as
+postconf, postconf -n and postconf -d do.`,
+	"user": `Manages the virtual users file (virtual.users_file): "user add" and
+"user passwd" read the password from standard input (twice when it is a
+terminal) and store it hashed; "user list" prints one address per line.`,
+	"aliases": `Reads and validates the aliases file (aliases(5)) as newaliases does:
+a syntax error is reported with its file and line and the running system
+keeps using the last good version.`,
+}
+
+// commandHelp prints the usage lines of cmd and what it does.
+func commandHelp(w io.Writer, cmd string, rest []string) int {
+	text, ok := helps[cmd]
+	if !ok {
+		fmt.Fprint(w, usage)
+		return exitUsage
+	}
+	fmt.Fprintln(w, "usage:")
+	for _, l := range strings.Split(usage, "\n") {
+		if f := strings.Fields(l); len(f) > 0 && f[0] == cmd && strings.HasPrefix(l, "  ") {
+			fmt.Fprintln(w, "  posthorn [-c FILE] "+strings.TrimSpace(l))
+		}
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, text)
+	return exitOK
+}
+
 // Main runs the posthorn command with args (without the program name).
 func Main(args []string, env Env) int {
 	fs := flag.NewFlagSet("posthorn", flag.ContinueOnError)
@@ -98,9 +149,8 @@ func Main(args []string, env Env) int {
 		fmt.Fprint(env.Stdout, usage)
 		return exitOK
 	}
-	if len(rest) > 0 && (rest[0] == "--help" || rest[0] == "-h") {
-		fmt.Fprint(env.Stdout, usage)
-		return exitOK
+	if slices.Contains(rest, "--help") || slices.Contains(rest, "-h") {
+		return commandHelp(env.Stdout, cmd, rest)
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {

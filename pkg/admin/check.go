@@ -87,13 +87,29 @@ func check(cfg *config.Config, env Env) int {
 		}
 	}
 	if _, running := master.Running(cfg); !running {
-		for _, a := range cfg.SMTPD.Listen {
-			l, err := net.Listen("tcp", a)
-			if err != nil {
-				bad("smtpd.listen: %s: %v (is another mail server running? systemctl stop postfix exim4)", a, err)
-				continue
+		// A port held by a running Postfix, Exim or Dovecot is the usual
+		// conflict on a host being moved over.
+		mta, imap := "is another mail server running? systemctl stop postfix exim4", "is Dovecot running? systemctl stop dovecot"
+		for _, g := range []struct {
+			key, hint string
+			addrs     []string
+		}{
+			{"smtpd.listen", mta, cfg.SMTPD.Listen},
+			{"smtpd.submission_listen", mta, cfg.SMTPD.SubmissionListen},
+			{"smtpd.submissions_listen", mta, cfg.SMTPD.SubmissionsListen},
+			{"imap.listen", imap, cfg.IMAP.Listen},
+			{"imap.listen_tls", imap, cfg.IMAP.ListenTLS},
+			{"pop3.listen", imap, cfg.POP3.Listen},
+			{"pop3.listen_tls", imap, cfg.POP3.ListenTLS},
+		} {
+			for _, a := range g.addrs {
+				l, err := net.Listen("tcp", a)
+				if err != nil {
+					bad("%s: %s: %v (%s)", g.key, a, err, g.hint)
+					continue
+				}
+				l.Close()
 			}
-			l.Close()
 		}
 	}
 	for _, p := range problems {
