@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // folder is the state of one Maildir folder shared by every session of a
@@ -524,9 +526,30 @@ func (f *folder) scan(w *write, scanCur, scanNew bool) error {
 		order = append(order, t.key)
 	}
 	keys := f.ul.keys()
+	// new/ and cur/ opened once: each new file is then one fstatat, not a
+	// walk from the folder root.
+	var dirs [2]*os.File
+	defer func() {
+		for _, d := range dirs {
+			if d != nil {
+				d.Close()
+			}
+		}
+	}()
 	for _, key := range order {
 		fd := files[key]
-		m, err := f.newRec(0, fd)
+		i, sub := 0, "cur"
+		if fd.inNew {
+			i, sub = 1, "new"
+		}
+		if dirs[i] == nil {
+			d, err := f.root.Open(sub)
+			if err != nil {
+				return fmt.Errorf("mailbox %s: %w", f.name, err)
+			}
+			dirs[i] = d
+		}
+		m, err := f.newRec(dirs[i], fd)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotMessage) {
 				continue // gone already (the next scan sorts it out), or not a file
@@ -588,20 +611,20 @@ func flagsOf(m *msgRec) string {
 
 // newRec builds the record of a file seen for the first time: sizes from
 // the name when it has them, else from the file itself, and its mtime as
-// INTERNALDATE.
-func (f *folder) newRec(uid uint32, fd found) (*msgRec, error) {
+// INTERNALDATE. dir is the open new/ or cur/ the file was listed in.
+func (f *folder) newRec(dir *os.File, fd found) (*msgRec, error) {
 	_, size, vsize, _, _ := parseFileName(fd.name)
-	m := &msgRec{uid: uid, name: fd.name, inNew: fd.inNew}
-	fi, err := f.root.Lstat(m.path())
-	if err != nil {
-		return nil, err
+	m := &msgRec{name: fd.name, inNew: fd.inNew}
+	var st unix.Stat_t
+	if err := unix.Fstatat(int(dir.Fd()), fd.name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return nil, &fs.PathError{Op: "lstat", Path: m.path(), Err: err}
 	}
-	if !fi.Mode().IsRegular() {
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, errNotMessage // directories, symlinks, devices
 	}
-	m.mtime = fi.ModTime().UnixNano()
+	m.mtime = st.Mtim.Nano()
 	if size < 0 {
-		size = fi.Size()
+		size = st.Size
 	}
 	if vsize < 0 {
 		r, err := f.root.Open(m.path())
