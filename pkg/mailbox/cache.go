@@ -262,6 +262,18 @@ func (f *folder) setCache(uid uint32, data []byte) error {
 	if _, err := c.wfh.Write(b); err != nil {
 		return err
 	}
+	// When the file ends where this entry does, nobody appended before it:
+	// index it without reading it back.
+	if fi, err := c.wfh.Stat(); err == nil && !c.bad && statStamp(fi).ino == c.ino && fi.Size() == c.good+int64(len(b)) {
+		c.drop(uid)
+		if c.ents == nil {
+			c.ents = map[uint32]cacheEnt{}
+		}
+		c.ents[uid] = cacheEnt{off: c.good, n: len(b)}
+		c.live += int64(len(b))
+		c.good += int64(len(b))
+		return nil
+	}
 	f.cacheLoad()
 	return nil
 }

@@ -41,7 +41,8 @@ type folder struct {
 	st          stamp
 	haveStamp   bool
 	gen         uint64
-	shared      *snapshot // recs at gen, for sessions (snapshot.go)
+	shared      *snapshot   // recs at gen, for sessions (snapshot.go)
+	subdirs     [2]*os.File // cur/ and new/, opened for openMessage
 
 	idxIno     uint64
 	idxGood    int64
@@ -419,6 +420,45 @@ func (f *folder) addExpunge(e expunged) {
 	if over := len(f.expunges) - maxVanished; over > 0 {
 		f.vanishFloor = max(f.vanishFloor, f.expunges[over-1].modseq)
 		f.expunges = slices.Delete(f.expunges, 0, over)
+	}
+}
+
+// openMessage opens r's file with one openat in its cur/ or new/, kept
+// open for the next message (f.mu is held): FETCH and SEARCH over a large
+// mailbox open every file, and a walk from the folder root per file
+// costs several system calls. A missing file closes the kept directories,
+// in case they were replaced.
+func (f *folder) openMessage(r *msgRec) (*os.File, error) {
+	i, sub := 0, "cur"
+	if r.inNew {
+		i, sub = 1, "new"
+	}
+	if f.subdirs[i] == nil {
+		d, err := f.root.Open(sub)
+		if err != nil {
+			return nil, err
+		}
+		f.subdirs[i] = d
+	}
+	// The name came from readdir and passed parseFileName: no "/" in it;
+	// O_NOFOLLOW refuses a symlink put in its place.
+	fd, err := unix.Openat(int(f.subdirs[i].Fd()), r.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if err == unix.ENOENT {
+			f.closeSubdirs()
+		}
+		return nil, &fs.PathError{Op: "open", Path: r.path(), Err: err}
+	}
+	return os.NewFile(uintptr(fd), r.path()), nil
+}
+
+// closeSubdirs releases openMessage's directories (f.mu is held).
+func (f *folder) closeSubdirs() {
+	for i, d := range f.subdirs {
+		if d != nil {
+			d.Close()
+			f.subdirs[i] = nil
+		}
 	}
 }
 

@@ -398,11 +398,15 @@ func (m *Mailbox) Open(uid uint32) (*os.File, error) {
 	for attempt := 0; ; attempt++ {
 		f.mu.Lock()
 		r := f.msgs[uid]
+		var fl *os.File
+		var err error
+		if r != nil {
+			fl, err = f.openMessage(r)
+		}
 		f.mu.Unlock()
 		if r == nil {
 			return nil, ErrExpunged
 		}
-		fl, err := f.root.Open(r.path())
 		if err == nil {
 			return fl, nil
 		}

@@ -115,6 +115,7 @@ func (s *Store) Close() error {
 	for _, f := range s.folders {
 		f.mu.Lock()
 		f.cache.close()
+		f.closeSubdirs()
 		f.mu.Unlock()
 		f.root.Close()
 	}
@@ -211,6 +212,7 @@ func (s *Store) forget(dir string) {
 		if d == dir || strings.HasPrefix(d, dir+".") {
 			f.mu.Lock()
 			f.cache.close()
+			f.closeSubdirs()
 			f.mu.Unlock()
 			f.root.Close()
 			delete(s.folders, d)
