@@ -247,8 +247,11 @@ func TestMessageLazyOpen(t *testing.T) {
 		t.Fatalf("cache entry %q", data)
 	}
 
-	mi, _ := m.Message(1)
-	if err := os.Remove(filepath.Join(root, mi.Path)); err != nil {
+	files, _ := filepath.Glob(filepath.Join(root, "[cn][ue][rw]", "*"))
+	if len(files) != 1 {
+		t.Fatalf("message files %v, want one", files)
+	}
+	if err := os.Remove(files[0]); err != nil {
 		t.Fatal(err)
 	}
 	msg2 := openMsg(t, mb, 1)

@@ -98,7 +98,7 @@ func (v *view) expunged(logged []uint32, exact bool, synced []uint32) imap.UIDSe
 
 // present returns the snapshot's UIDs that are in uids, ascending.
 func (v *view) present(uids imap.UIDSet) []uint32 {
-	all := v.m.UIDs()
+	all, _ := v.m.SharedUIDs()
 	var out []uint32
 	for _, u := range all {
 		if uids.Contains(u) {
@@ -110,13 +110,18 @@ func (v *view) present(uids imap.UIDSet) []uint32 {
 
 // Fetch implements imap.Mailbox.
 func (v *view) Fetch(ctx context.Context, uids imap.UIDSet, fn func(*imap.MessageInfo) error) error {
-	for _, uid := range v.present(uids) {
-		msg, ok := v.m.Message(uid)
-		if !ok {
-			continue
-		}
-		if err := fn(info(msg, false)); err != nil {
-			return err
+	// In chunks: one lock per chunk, and fn (which writes to the client)
+	// runs without the folder's lock.
+	present := v.present(uids)
+	var buf []mailbox.Message
+	for len(present) > 0 {
+		n := min(len(present), 512)
+		buf = v.m.MessagesOf(present[:n], buf[:0])
+		present = present[n:]
+		for _, msg := range buf {
+			if err := fn(info(msg, false)); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

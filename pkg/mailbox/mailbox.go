@@ -26,9 +26,6 @@ type Message struct {
 	// InternalDate is the file's mtime, which Dovecot never changes.
 	InternalDate time.Time
 	ModSeq       uint64
-	// Path is the file relative to the folder ("cur/<name>"), for logs;
-	// read the message with Mailbox.Open.
-	Path string
 }
 
 // Mailbox is one session's view of a folder: the messages as of its last
@@ -312,16 +309,56 @@ func (m *Mailbox) message(r *msgRec) Message {
 }
 
 func (m *Mailbox) messageLocked(r *msgRec) Message {
-	sys, _ := infoFlags(r.name)
+	sys, letters := infoFlags(r.name)
 	var flags []string
-	for _, s := range sysLetters {
-		if sys&s.bit != 0 {
-			flags = append(flags, s.name)
+	if letters == "" && len(r.extraKw) == 0 {
+		flags = sysFlagLists[sys&31] // shared, read-only: most messages
+	} else {
+		for _, s := range sysLetters {
+			if sys&s.bit != 0 {
+				flags = append(flags, s.name)
+			}
+		}
+		flags = append(flags, m.f.keywordsOf(r)...)
+	}
+	return Message{UID: r.uid, Flags: flags, Size: r.vsize, InternalDate: time.Unix(0, r.mtime),
+		ModSeq: r.modseq}
+}
+
+// sysFlagLists holds the flag list of every combination of system flags,
+// so a message without keywords costs no allocation. Capacity equals
+// length: appending to one copies it.
+var sysFlagLists = func() (out [32][]string) {
+	for bits := range out {
+		var l []string
+		for _, s := range sysLetters {
+			if uint8(bits)&s.bit != 0 {
+				l = append(l, s.name)
+			}
+		}
+		out[bits] = slices.Clip(l)
+	}
+	return
+}()
+
+// MessagesOf appends to out the messages of the view among uids
+// (ascending), under one lock: FETCH of a whole mailbox in chunks rather
+// than one lookup per message.
+func (m *Mailbox) MessagesOf(uids []uint32, out []Message) []Message {
+	m.mu.Lock()
+	snap := m.snap
+	m.mu.Unlock()
+	m.f.mu.Lock()
+	defer m.f.mu.Unlock()
+	i := 0
+	for _, uid := range uids {
+		j, ok := slices.BinarySearchFunc(snap[i:], uid, recCmp)
+		i += j
+		if ok {
+			out = append(out, m.messageLocked(snap[i]))
 		}
 	}
-	flags = append(flags, m.f.keywordsOf(r)...)
-	return Message{UID: r.uid, Flags: flags, Size: r.vsize, InternalDate: time.Unix(0, r.mtime),
-		ModSeq: r.modseq, Path: r.path()}
+	return out
 }
 
 // Keywords returns the keywords defined in the mailbox (for the FLAGS and
