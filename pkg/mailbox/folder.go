@@ -7,8 +7,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -576,20 +578,51 @@ func (f *folder) scan(w *write, scanCur, scanNew bool) error {
 			}
 		}
 	}()
-	for _, key := range order {
-		fd := files[key]
-		i, sub := 0, "cur"
-		if fd.inNew {
-			i, sub = 1, "new"
-		}
-		if dirs[i] == nil {
+	for i, sub := range [2]string{"cur", "new"} {
+		if (i == 0 && scanCur) || (i == 1 && scanNew) {
 			d, err := f.root.Open(sub)
 			if err != nil {
 				return fmt.Errorf("mailbox %s: %w", f.name, err)
 			}
 			dirs[i] = d
 		}
-		m, err := f.newRec(dirs[i], fd)
+	}
+	// The records of many new files (a first look at a large Maildir) are
+	// read in parallel: each is a stat, and the CPUs share the work.
+	recs := make([]*msgRec, len(order))
+	errs := make([]error, len(order))
+	one := func(k int) {
+		fd := files[order[k]]
+		d := dirs[0]
+		if fd.inNew {
+			d = dirs[1]
+		}
+		if d == nil {
+			errs[k] = fs.ErrNotExist // listed in a directory not scanned: cannot happen
+			return
+		}
+		recs[k], errs[k] = f.newRec(d, fd)
+	}
+	if workers := min(runtime.GOMAXPROCS(0), len(order)/256); workers > 1 {
+		var wg sync.WaitGroup
+		var next atomic.Int64
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for k := int(next.Add(1) - 1); k < len(order); k = int(next.Add(1) - 1) {
+					one(k)
+				}
+			}()
+		}
+		wg.Wait()
+	} else {
+		for k := range order {
+			one(k)
+		}
+	}
+	for k, key := range order {
+		m, err := recs[k], errs[k]
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotMessage) {
 				continue // gone already (the next scan sorts it out), or not a file
