@@ -2,6 +2,7 @@ package mailbox
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"strings"
 )
@@ -65,15 +66,20 @@ func (l *lfWriter) Close() error {
 
 // CRLFReader returns the IMAP view of a stored message: every LF not
 // already preceded by CR becomes CRLF, so the bytes read add up to
-// Message.Size.
+// Message.Size. It copies whole line segments, not byte by byte: RETR and
+// FETCH of large mailboxes spend their time here.
 func CRLFReader(r io.Reader) io.Reader {
-	return &crlfReader{r: bufio.NewReaderSize(r, 32<<10)}
+	return &crlfReader{r: r, buf: make([]byte, 16<<10)}
 }
 
 type crlfReader struct {
-	r      *bufio.Reader
-	last   byte
-	needLF bool
+	r      io.Reader
+	buf    []byte
+	b      []byte // read from r, not yet returned
+	err    error  // r's error, returned once b is drained
+	last   byte   // the last byte returned
+	needLF bool   // a CR was inserted: its LF comes next
+	empty  int    // reads in a row that returned nothing
 }
 
 func (c *crlfReader) Read(p []byte) (int, error) {
@@ -82,27 +88,49 @@ func (c *crlfReader) Read(p []byte) (int, error) {
 		if c.needLF {
 			p[n] = '\n'
 			n++
-			c.needLF = false
-			c.last = '\n'
+			c.needLF, c.last = false, '\n'
 			continue
 		}
-		b, err := c.r.ReadByte()
-		if err != nil {
-			if n > 0 {
-				return n, nil
+		if len(c.b) == 0 {
+			if c.err != nil || n > 0 {
+				break // return what there is before reading again
 			}
-			return 0, err
-		}
-		if b == '\n' && c.last != '\r' {
-			p[n] = '\r'
-			n++
-			c.last = '\r'
-			c.needLF = true
+			m, err := c.r.Read(c.buf)
+			c.b, c.err = c.buf[:m], err
+			if m == 0 && err == nil {
+				if c.empty++; c.empty > 100 {
+					c.err = io.ErrNoProgress // as bufio.Reader does
+				}
+			}
 			continue
 		}
-		p[n] = b
+		seg := c.b
+		i := bytes.IndexByte(seg, '\n')
+		if i >= 0 {
+			seg = seg[:i]
+		}
+		k := copy(p[n:], seg)
+		if k > 0 {
+			n += k
+			c.last = seg[k-1]
+			c.b = c.b[k:]
+		}
+		if k < len(seg) || i < 0 || n == len(p) {
+			continue // p is full, or the window needs refilling
+		}
+		// c.b[0] is an LF.
+		c.b = c.b[1:]
+		if c.last != '\r' {
+			p[n] = '\r'
+			c.needLF, c.last = true, '\r'
+		} else {
+			p[n] = '\n'
+			c.last = '\n'
+		}
 		n++
-		c.last = b
+	}
+	if n == 0 && len(c.b) == 0 && !c.needLF && c.err != nil {
+		return 0, c.err
 	}
 	return n, nil
 }
