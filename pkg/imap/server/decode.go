@@ -95,8 +95,14 @@ func unhex(c byte) int {
 
 type qpReader struct {
 	r       *bufio.Reader
-	pending []byte // decoded octets not yet returned
+	buf     []byte // decoded line, kept between lines and readers
+	pending []byte // the part of buf not yet returned
 	err     error
+}
+
+// reset makes d read r, keeping its buffer (SEARCH decodes many parts).
+func (d *qpReader) reset(r *bufio.Reader) {
+	*d = qpReader{r: r, buf: d.buf[:0]}
 }
 
 // Read decodes line by line: "=XX" is an octet, "=" at the end of a line
@@ -113,7 +119,8 @@ func (d *qpReader) Read(p []byte) (int, error) {
 		} else if err != nil {
 			d.err = err
 		}
-		d.pending = d.decode(d.pending[:0], line)
+		d.buf = d.decode(d.buf[:0], line)
+		d.pending = d.buf
 	}
 	n := copy(p, d.pending)
 	d.pending = d.pending[n:]

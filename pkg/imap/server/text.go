@@ -317,7 +317,7 @@ type textSearch struct {
 	src bytes.Reader
 	br  *bufio.Reader
 	b64 b64Reader
-	qp  qpSearchReader
+	qp  qpReader
 }
 
 func (ts *textSearch) needle(v string) *needle {
@@ -665,38 +665,6 @@ func (ts *textSearch) streamContains(r io.Reader, n *needle, latin1 bool) (bool,
 		copy(buf, buf[total-keep:total])
 		carry = keep
 	}
-}
-
-// qpSearchReader decodes quoted-printable as qpReader does, into a buffer
-// it keeps.
-type qpSearchReader struct {
-	r       *bufio.Reader
-	buf     []byte
-	pending []byte
-	err     error
-}
-
-func (d *qpSearchReader) reset(r *bufio.Reader) {
-	*d = qpSearchReader{r: r, buf: d.buf[:0]}
-}
-
-func (d *qpSearchReader) Read(p []byte) (int, error) {
-	for len(d.pending) == 0 {
-		if d.err != nil {
-			return 0, d.err
-		}
-		line, err := d.r.ReadSlice('\n')
-		if err == bufio.ErrBufferFull {
-			err = nil
-		} else if err != nil {
-			d.err = err
-		}
-		d.buf = (*qpReader)(nil).decode(d.buf[:0], line)
-		d.pending = d.buf
-	}
-	n := copy(p, d.pending)
-	d.pending = d.pending[n:]
-	return n, nil
 }
 
 // latin1Reader converts ISO-8859-1 to UTF-8.
