@@ -202,12 +202,9 @@ func (cl *benchClient) do(b *testing.B, cmd string) int {
 	}
 }
 
-// BenchmarkFetchWarm times FETCH 1:* of ENVELOPE and BODYSTRUCTURE through
-// the engine on a large Maildir whose cache is filled (the first FETCH,
-// untimed, fills it), and the store alone serving ENVELOPE.
-func BenchmarkFetchWarm(b *testing.B) {
-	n := benchMessages()
-	root := buildBenchMaildir(b, n)
+// benchServer serves the Maildir at root with the engine on loopback and
+// returns its store and a logged-in client.
+func benchServer(b *testing.B, root string) (*mailbox.Store, *benchClient) {
 	st, err := mailbox.OpenStore(root, mailbox.Options{})
 	if err != nil {
 		b.Fatal(err)
@@ -232,6 +229,16 @@ func BenchmarkFetchWarm(b *testing.B) {
 		b.Fatal(err)
 	}
 	cl.do(b, "LOGIN alice secret")
+	return st, cl
+}
+
+// BenchmarkFetchWarm times FETCH 1:* of ENVELOPE and BODYSTRUCTURE through
+// the engine on a large Maildir whose cache is filled (the first FETCH,
+// untimed, fills it), and the store alone serving ENVELOPE.
+func BenchmarkFetchWarm(b *testing.B) {
+	n := benchMessages()
+	root := buildBenchMaildir(b, n)
+	st, cl := benchServer(b, root)
 	cl.do(b, "EXAMINE INBOX")
 	if got := cl.do(b, "FETCH 1:* (ENVELOPE BODYSTRUCTURE)"); got != n {
 		b.Fatalf("%d FETCH responses, want %d", got, n)
@@ -298,30 +305,7 @@ func benchEnvelope(msg imap.Message) (string, error) {
 func BenchmarkSelectWarm(b *testing.B) {
 	n := benchMessages()
 	root := buildBenchMaildir(b, n)
-	st, err := mailbox.OpenStore(root, mailbox.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { st.Close() })
-	lg := maillog.New("posthorn", "imapstore-bench", "stderr")
-	lg.SetOutput(io.Discard)
-	srv := server.New(server.Config{Backend: backend{st}, AuthFailureDelay: -1, Log: lg})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go srv.Serve(l)
-	b.Cleanup(func() { srv.Close() })
-	c, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { c.Close() })
-	cl := &benchClient{c: c, r: bufio.NewReaderSize(c, 64<<10)}
-	if _, err := cl.r.ReadString('\n'); err != nil {
-		b.Fatal(err)
-	}
-	cl.do(b, "LOGIN alice secret")
+	_, cl := benchServer(b, root)
 	cl.do(b, "SELECT INBOX")
 	for b.Loop() {
 		cl.do(b, "SELECT INBOX")
