@@ -247,3 +247,52 @@ m.logout()
 		}
 	}
 }
+
+// TestIMAPIdleManySessions holds more IDLE sessions of one mailbox owner
+// than the kernel gives a user inotify instances (128 by default): every
+// one hears of a delivery by SMTP.
+func TestIMAPIdleManySessions(t *testing.T) {
+	s := StartSystem(t, nil)
+	s.AddUser("idler@example.test")
+	out, err := s.Python(`
+import os, imaplib, smtplib, selectors, sys, time
+N = 150  # more than the 128 inotify instances a user gets by default
+U, P = "idler@example.test", "pw-idler@example.test"
+sessions = []
+for i in range(N):
+    m = imaplib.IMAP4("127.0.0.1", int(os.environ["IMAP_PORT"]), timeout=30)
+    m.login(U, P)
+    m.select("INBOX")
+    tag = m._new_tag()
+    m.send(tag + b" IDLE\r\n")
+    if not m.readline().startswith(b"+"):
+        print("no IDLE continuation in session", i); sys.exit(1)
+    sessions.append(m)
+s = smtplib.SMTP(os.environ["SMTP_HOST"], int(os.environ["SMTP_PORT"]))
+s.sendmail("bob@example.org", [U], b"Subject: to all idlers\r\n\r\nhi\r\n")
+s.quit()
+sel = selectors.DefaultSelector()
+for i, m in enumerate(sessions):
+    m.sock.setblocking(False)
+    sel.register(m.sock, selectors.EVENT_READ, i)
+heard, buf = set(), {}
+deadline = time.time() + 10
+while len(heard) < N and time.time() < deadline:
+    for key, _ in sel.select(timeout=0.5):
+        i = key.data
+        try:
+            data = key.fileobj.recv(4096)
+        except BlockingIOError:
+            continue
+        buf[i] = buf.get(i, b"") + data
+        if b" EXISTS\r\n" in buf[i]:
+            heard.add(i)
+            sel.unregister(key.fileobj)
+print("heard", len(heard), "of", N)
+sys.exit(0 if len(heard) == N else 1)
+`, imapEnv(s)...)
+	if err != nil {
+		t.Fatalf("%v\n%s\n%s", err, out, tail(s.Log(), 20))
+	}
+	t.Log(strings.TrimSpace(out))
+}
