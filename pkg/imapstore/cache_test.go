@@ -346,3 +346,27 @@ func TestMessageReader(t *testing.T) {
 		}
 	}
 }
+
+// A tree nested deeper than maxTreeDepth is refused, one at the limit is
+// not: the decoder's recursion is bounded whatever the entry says.
+func TestCacheTreeDepth(t *testing.T) {
+	nest := func(depth int) *imap.Part {
+		leaf := &imap.Part{Type: "text", Subtype: "plain", Encoding: "7bit"}
+		for range depth - 1 {
+			leaf = &imap.Part{Type: "multipart", Subtype: "mixed", Parts: []*imap.Part{leaf}}
+		}
+		return leaf
+	}
+	for _, tc := range []struct {
+		depth int
+		ok    bool
+	}{{maxTreeDepth, true}, {maxTreeDepth + 1, false}} {
+		e, err := decodeCacheEntry(encodeCacheEntry("NIL", "b", "s", nest(tc.depth)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := decodeTree(e.tree); (err == nil) != tc.ok {
+			t.Errorf("depth %d: decode error %v", tc.depth, err)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 // crlfSimple is the definition CRLFReader implements: every LF not after a
@@ -49,3 +50,25 @@ func FuzzCRLFReader(f *testing.F) {
 	f.Add([]byte("\r\r\n\n"))
 	f.Fuzz(func(t *testing.T, in []byte) { checkCRLF(t, in) })
 }
+
+// A reader that keeps returning nothing ends in io.ErrNoProgress, not in
+// a Read that never returns.
+func TestCRLFReaderNoProgress(t *testing.T) {
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.ReadAll(CRLFReader(emptyReader{}))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != io.ErrNoProgress {
+			t.Fatalf("error %v, want io.ErrNoProgress", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("CRLFReader spins on a reader that returns nothing")
+	}
+}
+
+type emptyReader struct{}
+
+func (emptyReader) Read([]byte) (int, error) { return 0, nil }
