@@ -13,15 +13,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/posthorn/posthorn/pkg/syncdir"
+	"golang.org/x/sys/unix"
 )
 
 // Sub-folders of every Maildir folder.
@@ -74,47 +73,57 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b 
 // name in new/.
 //
 // root, new/ and tmp/ must be real directories: a symlink at any of them is
-// refused, and every operation goes through an os.Root opened on root, so
-// nothing is created outside the Maildir. Errors wrap the system error
-// (errors.Is works for ENOSPC, EDQUOT, EACCES) and name the failed step; on
-// error no file is left in tmp/.
+// refused, and every operation goes through descriptors of those folders
+// opened without following a final symlink, so nothing is created outside
+// the Maildir. Errors wrap the system error (errors.Is works for ENOSPC,
+// EDQUOT, EACCES) and name the failed step; on error no file is left in
+// tmp/.
+//
+// The work is done with plain system calls on descriptors (about a dozen
+// per message): this runs once per delivered message and its cost is a
+// share of every message's.
 func (w *Writer) Deliver(root string, prefix []byte, body io.Reader) (name string, err error) {
-	r, err := openMaildir(root)
+	d, err := openMaildir(root)
 	if err != nil {
 		return "", err
 	}
-	defer r.Close()
+	defer d.close()
 
-	var f *os.File
+	fd := -1
 	var base string
 	for attempt := 0; ; attempt++ {
 		base = uniqueBase(w.Hostname)
-		f, err = r.OpenFile(Tmp+"/"+base, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
+		// O_NOFOLLOW|O_EXCL: a name someone pre-created, symlink or not, is
+		// never opened (HOSTILE 53).
+		fd, err = unix.Openat(d.tmp, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, fileMode)
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, fs.ErrExist) || attempt+1 >= maxCreateAttempts {
+		if err == unix.EINTR {
+			continue
+		}
+		if err != unix.EEXIST || attempt+1 >= maxCreateAttempts {
 			return "", fmt.Errorf("maildir %s: create tmp file: %w", root, err)
 		}
 	}
 	tmpName := Tmp + "/" + base
 	fail := func(step string, err error) (string, error) {
-		if f != nil {
-			f.Close()
+		if fd >= 0 {
+			unix.Close(fd)
 		}
-		r.Remove(tmpName)
+		unix.Unlinkat(d.tmp, base, 0)
 		return "", fmt.Errorf("maildir %s: %s %s: %w", root, step, tmpName, err)
 	}
 
-	size, lines, err := copyCounting(f, prefix, body)
+	size, lines, err := copyCounting(fdWriter(fd), prefix, body)
 	if err != nil {
 		return fail("write", err)
 	}
-	if err := f.Sync(); err != nil {
+	if err := fsync(fd); err != nil {
 		return fail("fsync", err)
 	}
-	err = f.Close()
-	f = nil
+	err = unix.Close(fd)
+	fd = -1
 	if err != nil {
 		return fail("close", err)
 	}
@@ -124,78 +133,163 @@ func (w *Writer) Deliver(root string, prefix []byte, body io.Reader) (name strin
 	name = base + ",S=" + strconv.FormatInt(size, 10) + ",W=" + strconv.FormatInt(size+lines, 10)
 	// rename, not link+unlink: Dovecot does the same because names are
 	// unique (maildir-save.c).
-	if err := r.Rename(tmpName, New+"/"+name); err != nil {
+	if err := unix.Renameat(d.tmp, base, d.new, name); err != nil {
 		return fail("rename to new/", err)
 	}
-	if err := w.syncs.Sync(filepath.Join(root, New)); err != nil {
+	if err := w.syncs.SyncFd(root+"/"+New, d.new); err != nil {
 		// The entry may not survive a crash, and the caller defers: take it
 		// back so the retry does not show the user a duplicate. If a reader
 		// already moved it to cur/ the removal fails and the retry
 		// duplicates, which DESIGN §2.5 allows.
-		r.Remove(New + "/" + name)
+		unix.Unlinkat(d.new, name, 0)
 		return "", fmt.Errorf("maildir %s: fsync new/ after storing %s: %w", root, name, err)
 	}
 	return name, nil
 }
 
-// openMaildir opens root as an os.Root after checking that root, cur/, new/
-// and tmp/ are directories and not symlinks, creating what is missing.
-func openMaildir(root string) (*os.Root, error) {
-	fi, err := os.Lstat(root)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(root, dirMode); err != nil {
-			return nil, fmt.Errorf("maildir %s: create: %w", root, err)
-		}
-		fi, err = os.Lstat(root)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("maildir %s: %w", root, err)
-	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("maildir %s: not a directory but %s", root, kind(fi))
-	}
-	r, err := os.OpenRoot(root)
-	if err != nil {
-		return nil, fmt.Errorf("maildir %s: open: %w", root, err)
-	}
-	// The name may have been swapped for a symlink between Lstat and open.
-	if st, err := r.Stat("."); err != nil || !os.SameFile(fi, st) {
-		r.Close()
-		return nil, fmt.Errorf("maildir %s: replaced while opening", root)
-	}
-	for _, sub := range [...]string{Tmp, New, Cur} {
-		fi, err := r.Lstat(sub)
-		if errors.Is(err, fs.ErrNotExist) {
-			if err = r.Mkdir(sub, dirMode); err == nil || errors.Is(err, fs.ErrExist) {
-				fi, err = r.Lstat(sub)
-			}
-		}
-		if err == nil && !fi.IsDir() {
-			err = fmt.Errorf("not a directory but %s", kind(fi))
-		}
-		if err != nil {
-			r.Close()
-			return nil, fmt.Errorf("maildir %s: %s/: %w", root, sub, err)
+// folder holds a Maildir's root, tmp/ and new/ open for one delivery.
+type folder struct{ root, tmp, new int }
+
+func (d folder) close() {
+	for _, fd := range [...]int{d.new, d.tmp, d.root} {
+		if fd >= 0 {
+			unix.Close(fd)
 		}
 	}
-	return r, nil
 }
 
-func kind(fi fs.FileInfo) string {
-	switch t := fi.Mode().Type(); {
-	case t == fs.ModeSymlink:
-		return "a symlink, which is not followed"
-	case t == 0:
-		return "a file"
-	default:
-		return "a special file (" + t.String() + ")"
+const dirFlags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+
+// openMaildir opens root, tmp/ and new/, creating what is missing (and
+// cur/, which readers need). None of them may be a symlink or anything but a
+// directory; intermediate components of root may be symlinks, as a home
+// folder can be.
+func openMaildir(root string) (folder, error) {
+	d := folder{-1, -1, -1}
+	var err error
+	for try := 0; ; try++ {
+		d.root, err = unix.Open(root, dirFlags, 0)
+		if err == unix.ENOENT && try == 0 {
+			if err := os.MkdirAll(root, dirMode); err != nil {
+				return d, fmt.Errorf("maildir %s: create: %w", root, err)
+			}
+			continue
+		}
+		if err != unix.EINTR {
+			break
+		}
 	}
+	if err != nil {
+		return d, fmt.Errorf("maildir %s: %w", root, describe(unix.AT_FDCWD, root, err))
+	}
+	if d.tmp, err = openSub(d.root, Tmp); err == nil {
+		d.new, err = openSub(d.root, New)
+	}
+	if err == nil {
+		err = ensureSub(d.root, Cur)
+	}
+	if err != nil {
+		d.close()
+		return folder{-1, -1, -1}, fmt.Errorf("maildir %s: %w", root, err)
+	}
+	return d, nil
+}
+
+// openSub opens the folder sub of the Maildir at dirfd, creating it when
+// missing.
+func openSub(dirfd int, sub string) (int, error) {
+	for try := 0; ; try++ {
+		fd, err := unix.Openat(dirfd, sub, dirFlags, 0)
+		if err == unix.ENOENT && try == 0 {
+			if err := unix.Mkdirat(dirfd, sub, dirMode); err != nil && err != unix.EEXIST {
+				return -1, fmt.Errorf("%s/: %w", sub, err)
+			}
+			continue
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return -1, fmt.Errorf("%s/: %w", sub, describe(dirfd, sub, err))
+		}
+		return fd, nil
+	}
+}
+
+// ensureSub makes sure sub exists in the Maildir at dirfd as a directory.
+func ensureSub(dirfd int, sub string) error {
+	var st unix.Stat_t
+	err := unix.Fstatat(dirfd, sub, &st, unix.AT_SYMLINK_NOFOLLOW)
+	if err == unix.ENOENT {
+		if err = unix.Mkdirat(dirfd, sub, dirMode); err == unix.EEXIST {
+			err = unix.Fstatat(dirfd, sub, &st, unix.AT_SYMLINK_NOFOLLOW)
+		} else if err == nil {
+			return nil
+		}
+	}
+	if err == nil && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		err = notDir(st.Mode)
+	}
+	if err != nil {
+		return fmt.Errorf("%s/: %w", sub, err)
+	}
+	return nil
+}
+
+// describe turns the error of opening name as a folder into what it is
+// when it is not one (ELOOP for a symlink under O_NOFOLLOW, ENOTDIR).
+func describe(dirfd int, name string, err error) error {
+	if err != unix.ELOOP && err != unix.ENOTDIR {
+		return err
+	}
+	var st unix.Stat_t
+	if unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return notDir(st.Mode)
+	}
+	return err
+}
+
+func notDir(mode uint32) error {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		return errors.New("not a directory but a symlink, which is not followed")
+	case unix.S_IFREG:
+		return errors.New("not a directory but a file")
+	default:
+		return fmt.Errorf("not a directory but a special file (mode %#o)", mode&unix.S_IFMT)
+	}
+}
+
+func fsync(fd int) error {
+	for {
+		if err := unix.Fsync(fd); err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// fdWriter writes to a descriptor without the runtime's file machinery.
+type fdWriter int
+
+func (fd fdWriter) Write(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := unix.Write(int(fd), p[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		n += m
+	}
+	return n, nil
 }
 
 // copyCounting writes prefix and body to f, returning the bytes written and
 // the number of LF characters among them. A small message goes out in a
 // single write.
-func copyCounting(f *os.File, prefix []byte, body io.Reader) (size, lines int64, err error) {
+func copyCounting(f io.Writer, prefix []byte, body io.Reader) (size, lines int64, err error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp

@@ -13,13 +13,20 @@ import (
 	"time"
 
 	"github.com/posthorn/posthorn/pkg/syncdir"
+	"golang.org/x/sys/unix"
 )
 
 // Spool is a queue folder tree opened by one process.
 type Spool struct {
 	Dir     string
 	syncers map[string]*syncdir.Syncer
+
+	dirsOnce sync.Once
+	dirs     map[string]*os.File // queue folders opened once, for lookups by name
 }
+
+// lookupQueues are where a new queue ID must not already be in use.
+var lookupQueues = [...]string{Active, Deferred, Hold, Corrupt}
 
 // Open returns the spool at dir. It does not create anything (see Prepare).
 func Open(dir string) *Spool {
@@ -139,7 +146,9 @@ func (s *Spool) Create(env *Envelope) (*Writer, error) {
 			env.Arrival = t
 		}
 		hdr, off := encodeHeader(env)
-		w := &Writer{s: s, id: id, f: f, bw: bufio.NewWriterSize(f, 64*1024),
+		bw := bufPool.Get().(*bufio.Writer)
+		bw.Reset(f)
+		w := &Writer{s: s, id: id, f: f, bw: bw,
 			lenOff: int64(off), hdrLen: int64(len(hdr))}
 		if _, err := w.bw.Write(hdr); err != nil {
 			w.Abort()
@@ -150,12 +159,40 @@ func (s *Spool) Create(env *Envelope) (*Writer, error) {
 }
 
 func (s *Spool) exists(id string) bool {
-	for _, q := range []string{Active, Deferred, Hold, Corrupt} {
-		if _, err := os.Lstat(s.Path(q, id)); err == nil {
+	s.dirsOnce.Do(func() {
+		s.dirs = map[string]*os.File{}
+		for _, q := range lookupQueues {
+			if d, err := os.Open(filepath.Join(s.Dir, q)); err == nil {
+				s.dirs[q] = d
+			}
+		}
+	})
+	var st unix.Stat_t
+	for _, q := range lookupQueues {
+		// One name looked up in a folder kept open, not a path walked from
+		// the root: this runs for every message received.
+		if d := s.dirs[q]; d != nil {
+			if unix.Fstatat(int(d.Fd()), id, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+				return true
+			}
+		} else if _, err := os.Lstat(s.Path(q, id)); err == nil {
 			return true
 		}
 	}
 	return false
+}
+
+// bufPool keeps the writers' 64 KB buffers between messages: a fresh one
+// per message would be most of what a received message allocates.
+var bufPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64*1024) }}
+
+// release returns the buffer; the Writer is finished.
+func (w *Writer) release() {
+	if w.bw != nil {
+		w.bw.Reset(nil)
+		bufPool.Put(w.bw)
+		w.bw = nil
+	}
 }
 
 // ID returns the queue ID of the message being written.
@@ -163,6 +200,9 @@ func (w *Writer) ID() string { return w.id }
 
 // Write appends content.
 func (w *Writer) Write(p []byte) (int, error) {
+	if w.done {
+		return 0, errors.New("spool: write to a finished message")
+	}
 	if w.err != nil {
 		return 0, w.err
 	}
@@ -187,6 +227,7 @@ func (w *Writer) Commit() error {
 	if w.err == nil {
 		w.err = w.bw.Flush()
 	}
+	w.release()
 	if w.err == nil {
 		_, w.err = w.f.WriteAt([]byte(fmt.Sprintf("%020d", w.n)), w.lenOff)
 	}
@@ -216,6 +257,7 @@ func (w *Writer) Abort() {
 		return
 	}
 	w.done = true
+	w.release()
 	w.f.Close()
 	os.Remove(w.s.Path(Incoming, w.id))
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -29,6 +30,10 @@ type Syncer struct {
 type round struct {
 	done chan struct{}
 	err  error
+	// fd is a descriptor of the folder held open by the caller that made
+	// the round, which waits for it, so the fsync needs no open of its own;
+	// -1 when that caller had none.
+	fd int
 }
 
 // New returns a Syncer for dir.
@@ -40,10 +45,14 @@ func (s *Syncer) Dir() string { return s.dir }
 // Sync returns once an fsync of the folder that started after the call
 // began has completed, so every entry the caller made before calling is
 // durable. Concurrent callers share one fsync.
-func (s *Syncer) Sync() error {
+func (s *Syncer) Sync() error { return s.SyncFd(-1) }
+
+// SyncFd is Sync for a caller holding the folder open as fd, which must
+// stay open until SyncFd returns; the shared fsync may use it.
+func (s *Syncer) SyncFd(fd int) error {
 	s.mu.Lock()
 	if s.next == nil {
-		s.next = &round{done: make(chan struct{})}
+		s.next = &round{done: make(chan struct{}), fd: fd}
 	}
 	r := s.next
 	if !s.running {
@@ -79,7 +88,11 @@ func (s *Syncer) startLocked() {
 	s.cur = r
 	s.running = true
 	go func() {
-		r.err = syncDir(s.dir)
+		if r.fd >= 0 {
+			r.err = fsync(r.fd, s.dir)
+		} else {
+			r.err = syncDir(s.dir)
+		}
 		close(r.done)
 		s.mu.Lock()
 		s.running = false
@@ -89,6 +102,18 @@ func (s *Syncer) startLocked() {
 		}
 		s.mu.Unlock()
 	}()
+}
+
+func fsync(fd int, dir string) error {
+	for {
+		err := syscall.Fsync(fd)
+		if err != syscall.EINTR {
+			if err != nil {
+				return &os.PathError{Op: "fsync", Path: dir, Err: err}
+			}
+			return nil
+		}
+	}
 }
 
 func syncDir(dir string) error {
@@ -111,7 +136,12 @@ type Set struct {
 }
 
 // Sync makes dir's entries durable, sharing the fsync with concurrent callers.
-func (s *Set) Sync(dir string) error {
+func (s *Set) Sync(dir string) error { return s.get(dir).Sync() }
+
+// SyncFd is Sync for a caller holding dir open as fd (Syncer.SyncFd).
+func (s *Set) SyncFd(dir string, fd int) error { return s.get(dir).SyncFd(fd) }
+
+func (s *Set) get(dir string) *Syncer {
 	s.mu.Lock()
 	if s.m == nil {
 		s.m = make(map[string]*Syncer)
@@ -133,5 +163,5 @@ func (s *Set) Sync(dir string) error {
 		s.m[dir] = sy
 	}
 	s.mu.Unlock()
-	return sy.Sync()
+	return sy
 }

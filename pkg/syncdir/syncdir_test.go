@@ -81,3 +81,39 @@ func TestSyncSoon(t *testing.T) {
 		t.Fatal("no error reported for a missing folder")
 	}
 }
+
+// SyncFd callers share rounds with Sync callers, and a round made by a
+// caller's descriptor reports that descriptor's failure.
+func TestSyncFdSharesAndReportsBadDescriptor(t *testing.T) {
+	dir := t.TempDir()
+	var set Set
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			if i%2 == 0 {
+				errs <- set.Sync(dir)
+				return
+			}
+			d, err := os.Open(dir)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer d.Close()
+			errs <- set.SyncFd(dir, int(d.Fd()))
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := New(dir).SyncFd(1 << 20); err == nil {
+		t.Fatal("fsync of a descriptor that is not open succeeded")
+	}
+}
