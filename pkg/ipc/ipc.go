@@ -148,9 +148,28 @@ func (c *Conn) Receive(v any) ([]*os.File, error) {
 	}
 }
 
+// readBuf is what one receive reads into before the bytes join the
+// connection's buffer. Pooled rather than kept per connection: an imapd
+// holds thousands of mostly idle connections, and a daemon receives a frame
+// per message, where a fresh 64 KB each time would be most of what it
+// allocates.
+type readBuf struct {
+	data [64 * 1024]byte
+	oob  [64]byte
+}
+
+var readBufs = sync.Pool{New: func() any { return new(readBuf) }}
+
+func init() {
+	if syscall.CmsgSpace(MaxFiles*4) > len(readBuf{}.oob) {
+		panic("ipc: readBuf.oob too small for MaxFiles")
+	}
+}
+
 func (c *Conn) fill() error {
-	tmp := make([]byte, 64*1024)
-	oob := make([]byte, syscall.CmsgSpace(MaxFiles*4))
+	rb := readBufs.Get().(*readBuf)
+	defer readBufs.Put(rb)
+	tmp, oob := rb.data[:], rb.oob[:syscall.CmsgSpace(MaxFiles*4)]
 	n, oobn, flags, _, err := c.c.ReadMsgUnix(tmp, oob)
 	// On some errors the counts come back negative.
 	n, oobn = max(n, 0), max(oobn, 0)

@@ -32,22 +32,30 @@ func (r *Reply) wire() string {
 	if code < 200 || code > 599 {
 		code = 451 // a backend bug must not produce a reply the client cannot parse
 	}
-	lines := strings.Split(strings.TrimRight(r.Text, "\r\n"), "\n")
+	text := strings.TrimRight(r.Text, "\r\n")
 	var b strings.Builder
-	for i, l := range lines {
-		sep := byte('-')
-		if i == len(lines)-1 {
-			sep = ' '
+	b.Grow(len(text) + len(r.Enhanced) + 8)
+	for {
+		l, rest, more := strings.Cut(text, "\n")
+		text = rest
+		sep := byte(' ')
+		if more {
+			sep = '-'
 		}
-		fmt.Fprintf(&b, "%03d%c", code, sep)
+		b.WriteByte(byte('0' + code/100))
+		b.WriteByte(byte('0' + code/10%10))
+		b.WriteByte(byte('0' + code%10))
+		b.WriteByte(sep)
 		if r.Enhanced != "" {
 			b.WriteString(r.Enhanced)
 			b.WriteByte(' ')
 		}
 		b.WriteString(printable(strings.TrimSuffix(l, "\r")))
 		b.WriteString("\r\n")
+		if !more {
+			return b.String()
+		}
 	}
-	return b.String()
 }
 
 // printable maps C0 controls and DEL to '?'; UTF-8 passes (RFC 6531 §3.7.4.2

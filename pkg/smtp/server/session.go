@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -104,7 +105,6 @@ func newSession(srv *Server, cfg Config, c net.Conn, mode Mode) *session {
 		br:    bufio.NewReaderSize(rd, max(cfg.LineLengthLimit+2, 4096)),
 		bw:    bufio.NewWriterSize(c, 4096),
 		stats: map[string]*cmdStat{},
-		buf:   make([]byte, 32*1024),
 		last:  "CONNECT",
 	}
 	rd.flush = s.flush
@@ -114,6 +114,26 @@ func newSession(srv *Server, cfg Config, c net.Conn, mode Mode) *session {
 	s.info.Mode = mode
 	s.client = "unknown[unknown]"
 	return s
+}
+
+// dataBufs keep the buffers message content is read through between
+// sessions: one per connection would be most of what a session allocates.
+var dataBufs = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
+
+// dataBuf makes sure s.buf is there for reading message content.
+func (s *session) dataBuf() {
+	if s.buf == nil {
+		s.buf = *dataBufs.Get().(*[]byte)
+	}
+}
+
+// releaseData returns s.buf when the session ends.
+func (s *session) releaseData() {
+	if s.buf != nil {
+		b := s.buf
+		s.buf = nil
+		dataBufs.Put(&b)
+	}
 }
 
 // identify names the client for logs and Received: with its PTR name, which
@@ -159,6 +179,7 @@ func (s *session) run() {
 	// s.conn changes when TLS starts; closing the TLS connection sends its
 	// close_notify.
 	defer func() { s.conn.Close() }()
+	defer s.releaseData()
 	s.identify()
 	defer s.finish()
 	s.log.Info("connect from %s", s.client)
@@ -682,6 +703,7 @@ func (s *session) cmdData(cmd Command) *Reply {
 	}
 	w := s.newMessageWriter(msg)
 	dr := NewDataReader(s.br, s.cfg.MaxMessageSize)
+	s.dataBuf()
 	s.rd.refresh = true
 	defer func() { s.rd.refresh = false }()
 	for {
@@ -869,6 +891,7 @@ func (s *session) readChunk(cmd Command) *Reply {
 	defer func() { s.rd.refresh = false }()
 	left := cmd.Size
 	var convErr error
+	s.dataBuf()
 	for left > 0 {
 		n, err := s.br.Read(s.buf[:min(int64(len(s.buf)), left)])
 		left -= int64(n)
