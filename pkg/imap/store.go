@@ -161,10 +161,22 @@ type MessageInfo struct {
 	Flags        []string // system flags in canonical spelling, and keywords; never \Recent
 	ModSeq       uint64   // > 0
 	InternalDate time.Time
-	Size         int64 // RFC822.SIZE: octets of the content with CRLF line endings
+	// DateOf, when set and InternalDate is zero, reads INTERNALDATE: a
+	// store may leave it unread until a command needs it (Date).
+	DateOf func(uid uint32) time.Time
+	Size   int64 // RFC822.SIZE: octets of the content with CRLF line endings
 	// Recent is meaningful only in Poll: this view is the first session to
 	// learn of the message, so it is \Recent here (RFC 3501 §2.3.2).
 	Recent bool
+}
+
+// Date returns INTERNALDATE, read through DateOf the first time when the
+// store left it unread.
+func (mi *MessageInfo) Date() time.Time {
+	if mi.InternalDate.IsZero() && mi.DateOf != nil {
+		mi.InternalDate = mi.DateOf(mi.UID)
+	}
+	return mi.InternalDate
 }
 
 // Changes is the result of a Poll.

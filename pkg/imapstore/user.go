@@ -221,7 +221,7 @@ func (u *User) Open(ctx context.Context, name string, readOnly bool) (imap.Mailb
 	if err != nil {
 		return nil, mapErr(err)
 	}
-	v := &view{u: u, m: m, readOnly: readOnly}
+	v := &view{u: u, m: m, readOnly: readOnly, dateOf: m.InternalDate}
 	u.sel = v
 	return v, nil
 }

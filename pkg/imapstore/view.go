@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/posthorn/posthorn/pkg/imap"
 	"github.com/posthorn/posthorn/pkg/mailbox"
@@ -17,6 +18,8 @@ type view struct {
 	m        *mailbox.Mailbox
 	readOnly bool
 	keywords string // the keyword list last reported, joined
+
+	dateOf func(uid uint32) time.Time // m.InternalDate, made once
 
 	nmu    sync.Mutex
 	notify func()
@@ -31,9 +34,13 @@ func (v *view) Info() imap.SelectInfo {
 	return imap.SelectInfo{UIDValidity: v.m.UIDValidity(), Keywords: kw, NewKeywords: true}
 }
 
-func info(msg mailbox.Message, recent bool) *imap.MessageInfo {
-	return &imap.MessageInfo{UID: msg.UID, Flags: msg.Flags, ModSeq: msg.ModSeq,
+func (v *view) info(msg mailbox.Message, recent bool) *imap.MessageInfo {
+	mi := &imap.MessageInfo{UID: msg.UID, Flags: msg.Flags, ModSeq: msg.ModSeq,
 		InternalDate: msg.InternalDate, Size: msg.Size, Recent: recent}
+	if msg.InternalDate.IsZero() {
+		mi.DateOf = v.dateOf
+	}
+	return mi
 }
 
 // Poll implements imap.Mailbox.
@@ -59,7 +66,7 @@ func (v *view) Poll(ctx context.Context, since uint64, fn func(*imap.MessageInfo
 			continue
 		}
 		hi = max(hi, msg.ModSeq)
-		fn(info(msg, v.m.Recent(uid)))
+		fn(v.info(msg, v.m.Recent(uid)))
 	}
 	uids, exact := v.m.VanishedSince(since)
 	ch := imap.Changes{UIDNext: v.m.UIDNext(), HighestModSeq: hi}
@@ -119,7 +126,7 @@ func (v *view) Fetch(ctx context.Context, uids imap.UIDSet, fn func(*imap.Messag
 		buf = v.m.MessagesOf(present[:n], buf[:0])
 		present = present[n:]
 		for _, msg := range buf {
-			if err := fn(info(msg, false)); err != nil {
+			if err := fn(v.info(msg, false)); err != nil {
 				return err
 			}
 		}
@@ -164,7 +171,7 @@ func (v *view) Store(ctx context.Context, uids imap.UIDSet, op imap.StoreOp, fla
 			continue
 		}
 		if msg, ok := v.m.Message(uid); ok {
-			fn(info(msg, false))
+			fn(v.info(msg, false))
 		}
 	}
 	return failed, nil

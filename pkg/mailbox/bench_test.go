@@ -63,6 +63,16 @@ func BenchmarkSelect100k(b *testing.B) {
 			openBig(b, dir, n)
 		}
 	})
+	// A Maildir nobody indexed: UIDs assigned and dovecot-uidlist written too.
+	b.Run("cold-no-uidlist", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			os.Remove(filepath.Join(dir, indexFile))
+			os.Remove(filepath.Join(dir, uidlistFile))
+			b.StartTimer()
+			openBig(b, dir, n)
+		}
+	})
 	openBig(b, dir, n)
 	b.Run("warm", func(b *testing.B) {
 		for b.Loop() {

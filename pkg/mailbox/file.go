@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 
@@ -19,10 +20,14 @@ type msgRec struct {
 	inNew   bool
 	size    int64 // physical size (S=)
 	vsize   int64 // size with CRLF line ends (W=), RFC822.SIZE
-	mtime   int64 // INTERNALDATE, ns since the epoch
+	mtime   int64 // INTERNALDATE, ns since the epoch; mtimeUnknown until read (folder.mtimeOf)
 	modseq  uint64
 	extraKw []string // keywords without a dovecot-keywords letter
 }
+
+// mtimeUnknown marks a record whose file's mtime has not been read: the
+// scan of a large folder leaves it to the first command that needs it.
+const mtimeUnknown = math.MinInt64
 
 func (m *msgRec) path() string {
 	if m.inNew {

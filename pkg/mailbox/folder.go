@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -365,6 +366,19 @@ func (f *folder) nextModSeq(w *write) uint64 {
 	return w.modseq
 }
 
+// reserve sizes the empty maps that n new records are about to fill, so a
+// first look at a large folder does not grow them step by step.
+func (f *folder) reserve(n int) {
+	if n < 1024 {
+		return
+	}
+	if len(f.msgs) == 0 {
+		f.msgs = make(map[uint32]*msgRec, n)
+		f.byKey = make(map[string]*msgRec, n)
+	}
+	f.ul.reserve(n)
+}
+
 func (f *folder) keyMap() map[string]*msgRec {
 	if f.byKey == nil {
 		f.byKey = make(map[string]*msgRec, len(f.msgs))
@@ -378,9 +392,14 @@ func (f *folder) keyMap() map[string]*msgRec {
 
 // put publishes a new or changed record.
 func (f *folder) put(w *write, m *msgRec) {
+	k, _, _, _, _ := parseFileName(m.name)
+	f.putKey(w, m, k)
+}
+
+// putKey is put for a record whose name's key the caller has parsed.
+func (f *folder) putKey(w *write, m *msgRec, k string) {
 	old := f.msgs[m.uid]
 	f.msgs[m.uid] = m
-	k, _, _, _, _ := parseFileName(m.name)
 	if old != nil {
 		ok, _, _, _, _ := parseFileName(old.name)
 		if ok != k {
@@ -431,27 +450,127 @@ func (f *folder) addExpunge(e expunged) {
 // costs several system calls. A missing file closes the kept directories,
 // in case they were replaced.
 func (f *folder) openMessage(r *msgRec) (*os.File, error) {
-	i, sub := 0, "cur"
-	if r.inNew {
-		i, sub = 1, "new"
-	}
-	if f.subdirs[i] == nil {
-		d, err := f.root.Open(sub)
-		if err != nil {
-			return nil, err
-		}
-		f.subdirs[i] = d
+	d, err := f.subdir(r.inNew)
+	if err != nil {
+		return nil, err
 	}
 	// The name came from readdir and passed parseFileName: no "/" in it;
 	// O_NOFOLLOW refuses a symlink put in its place.
-	fd, err := unix.Openat(int(f.subdirs[i].Fd()), r.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	flags := unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	unchecked := f.mtimeOfKnown(r) == mtimeUnknown
+	if unchecked {
+		// Never looked at since the scan: it may be a FIFO, which must
+		// not block the open, or a directory, which must not be read.
+		flags |= unix.O_NONBLOCK
+	}
+	fd, err := unix.Openat(d, r.name, flags, 0)
 	if err != nil {
 		if err == unix.ENOENT {
 			f.closeSubdirs()
 		}
 		return nil, &fs.PathError{Op: "open", Path: r.path(), Err: err}
 	}
+	if unchecked {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+			unix.Close(fd)
+			if err == nil {
+				err = errNotMessage
+			}
+			return nil, &fs.PathError{Op: "open", Path: r.path(), Err: err}
+		}
+		f.setMtime(r, st.Mtim.Nano())
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, 0); err != nil {
+			unix.Close(fd)
+			return nil, &fs.PathError{Op: "open", Path: r.path(), Err: err}
+		}
+	}
 	return os.NewFile(uintptr(fd), r.path()), nil
+}
+
+// subdir returns the kept descriptor of cur/ or new/ (f.mu is held).
+func (f *folder) subdir(inNew bool) (int, error) {
+	i, sub := 0, "cur"
+	if inNew {
+		i, sub = 1, "new"
+	}
+	if f.subdirs[i] == nil {
+		d, err := f.root.Open(sub)
+		if err != nil {
+			return -1, err
+		}
+		f.subdirs[i] = d
+	}
+	return int(f.subdirs[i].Fd()), nil
+}
+
+// mtimeOfKnown is r's mtime as far as it has been read: the folder's
+// current record may know it when r, an older copy, does not (f.mu held).
+func (f *folder) mtimeOfKnown(r *msgRec) int64 {
+	if r.mtime == mtimeUnknown {
+		if cur := f.current(r); cur != nil {
+			r.mtime = cur.mtime
+		}
+	}
+	return r.mtime
+}
+
+// current is the folder's record of the file r is a record of, nil when
+// the folder has none; the flags in their names may differ (f.mu held).
+func (f *folder) current(r *msgRec) *msgRec {
+	cur := f.msgs[r.uid]
+	if cur == nil || cur == r {
+		return cur
+	}
+	ck, _, _ := strings.Cut(cur.name, ":")
+	rk, _, _ := strings.Cut(r.name, ":")
+	if ck != rk {
+		return nil
+	}
+	return cur
+}
+
+// setMtime records the mtime read from r's file in r and in the folder's
+// current record of the same file (f.mu held).
+func (f *folder) setMtime(r *msgRec, mtime int64) {
+	r.mtime = mtime
+	if cur := f.current(r); cur != nil {
+		cur.mtime = mtime
+	}
+}
+
+// mtimeOf returns r's INTERNALDATE, reading its file's mtime when the scan
+// did not (f.mu is held). The answer is kept in r and in the folder's
+// current record of the same file. When the file cannot be found (renamed
+// by another process since the last scan) the delivery time in its name
+// stands in, without being kept; so does the mtime of something that is
+// not a regular file, which openMessage will refuse.
+func (f *folder) mtimeOf(r *msgRec) int64 {
+	if t := f.mtimeOfKnown(r); t != mtimeUnknown {
+		return t
+	}
+	// The current record's name: r may be a copy from before a flag change.
+	file := r
+	if cur := f.current(r); cur != nil {
+		file = cur
+	}
+	var st unix.Stat_t
+	var err error = unix.ENOENT
+	if d, derr := f.subdir(file.inNew); derr == nil {
+		err = unix.Fstatat(d, file.name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	if err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+		f.setMtime(r, st.Mtim.Nano())
+		return r.mtime
+	}
+	if err == unix.ENOENT {
+		f.closeSubdirs() // in case a folder was replaced
+	}
+	if err == nil {
+		return st.Mtim.Nano()
+	}
+	secs, _ := nameTime(r.name)
+	return max(secs, 0) * 1e9
 }
 
 // closeSubdirs releases openMessage's directories (f.mu is held).
@@ -467,18 +586,25 @@ func (f *folder) closeSubdirs() {
 // errNotMessage: a name in cur/ or new/ that is not a regular file.
 var errNotMessage = errors.New("mailbox: not a regular file")
 
+// found is a message file listed in new/ or cur/.
 type found struct {
-	name  string
-	inNew bool
+	key, name   string
+	inNew       bool
+	size, vsize int64 // from the name; -1 when it has none
+	secs, us    int64 // delivery time from the name (nameTime)
+	known       bool  // an existing record matched it
 }
 
 // scan lists the scanned directories and reconciles them with the records:
-// renamed files are flag changes, missing ones are expunged, unknown ones get
-// the uidlist's UID or a new one. Every file left in new/ is moved to cur/
-// with ":2," added, as Dovecot's sync does.
+// files gone are expunged, renamed files (flag changes) updated, new files
+// given UIDs. The caller holds the uidlist lock.
+//
+// The first look at a large Maildir costs a record per file, so the path
+// for new files keeps per-file work low: each name is parsed once, no map
+// is built over the listing unless there are records to match, and the
+// maps that grow are sized once.
 func (f *folder) scan(w *write, scanCur, scanNew bool) error {
-	files := map[string]found{}
-	var order []string // keys of files with no record yet
+	var ents []found
 	list := func(dir string, inNew bool) error {
 		d, err := f.root.Open(dir)
 		if err != nil {
@@ -486,19 +612,16 @@ func (f *folder) scan(w *write, scanCur, scanNew bool) error {
 		}
 		defer d.Close()
 		for {
-			// Names only: the file type is checked by newRec's Lstat
-			// for new names, so a file system without d_type is not
-			// stat'ed twice per message.
+			// Names only. A name that gives both sizes needs no stat: the
+			// file's mtime (INTERNALDATE) and type are read when first
+			// needed (mtimeOf, openMessage), as Dovecot trusts S= and W=.
 			names, err := d.Readdirnames(4096)
 			for _, name := range names {
-				key, _, _, _, ok := parseFileName(name)
+				key, size, vsize, _, ok := parseFileName(name)
 				if !ok {
 					continue // HOSTILE 54
 				}
-				if _, dup := files[key]; dup {
-					continue // seen in new/ and cur/ while being moved
-				}
-				files[key] = found{name, inNew}
+				ents = append(ents, found{key: key, name: name, inNew: inNew, size: size, vsize: vsize})
 			}
 			if err == io.EOF || len(names) == 0 {
 				return nil
@@ -519,55 +642,84 @@ func (f *folder) scan(w *write, scanCur, scanNew bool) error {
 		}
 	}
 	// Existing records.
-	for _, m := range slices.Clone(f.recs) {
-		key, _, _, _, _ := parseFileName(m.name)
-		fd, ok := files[key]
-		if !ok {
-			if (m.inNew && scanNew) || (!m.inNew && scanCur) {
+	if len(f.recs) > 0 {
+		files := make(map[string]int, len(ents))
+		for i := range ents {
+			if _, dup := files[ents[i].key]; dup {
+				ents[i].known = true // seen in new/ and cur/ while being moved
+				continue
+			}
+			files[ents[i].key] = i
+		}
+		for _, m := range slices.Clone(f.recs) {
+			key, _, _, _, _ := parseFileName(m.name)
+			i, ok := files[key]
+			if !ok || ents[i].known {
+				if (m.inNew && scanNew) || (!m.inNew && scanCur) {
+					f.remove(w, m)
+				}
+				continue
+			}
+			fd := &ents[i]
+			fd.known = true
+			if j, ok := f.ul.keys()[key]; !ok {
+				// Known to the index but not to the uidlist (rebuilt or
+				// compacted by someone else): put it back with its UID.
+				f.ul.restore(m.uid, key)
+				w.ulRewrite = true
+			} else if f.ul.recs[j].uid != m.uid {
+				// The uidlist gave this file another UID: it is another
+				// message as far as clients can tell.
 				f.remove(w, m)
+				fd.known = false
+				continue
 			}
-			continue
-		}
-		delete(files, key)
-		if i, ok := f.ul.keys()[key]; !ok {
-			// Known to the index but not to the uidlist (rebuilt or
-			// compacted by someone else): put it back with its UID.
-			f.ul.restore(m.uid, key)
-			w.ulRewrite = true
-		} else if f.ul.recs[i].uid != m.uid {
-			// The uidlist gave this file another UID: it is another
-			// message as far as clients can tell.
-			f.remove(w, m)
-			files[key] = fd
-			continue
-		}
-		if fd.name != m.name || fd.inNew != m.inNew {
-			n := *m
-			n.name, n.inNew = fd.name, fd.inNew
-			if flagsOf(&n) != flagsOf(m) {
-				n.modseq = f.nextModSeq(w)
+			if fd.name != m.name || fd.inNew != m.inNew {
+				n := *m
+				n.name, n.inNew = fd.name, fd.inNew
+				if flagsOf(&n) != flagsOf(m) {
+					n.modseq = f.nextModSeq(w)
+				}
+				f.putKey(w, &n, key)
 			}
-			f.put(w, &n)
 		}
 	}
 	// New files in delivery order, as Dovecot assigns their UIDs; each
-	// name's time is parsed once, not at every comparison.
-	type timed struct {
-		key      string
-		secs, us int64
+	// name's time is parsed once, not at every comparison. A file listed
+	// twice (moved from new/ to cur/ between the listings) sorts next to
+	// itself, new/ first, and counts once.
+	fresh := ents[:0:0]
+	for _, e := range ents {
+		if !e.known {
+			e.secs, e.us = nameTime(e.key)
+			fresh = append(fresh, e)
+		}
 	}
-	byTime := make([]timed, 0, len(files))
-	for key := range files {
-		s, us := nameTime(key)
-		byTime = append(byTime, timed{key, s, us})
-	}
-	slices.SortFunc(byTime, func(a, b timed) int {
-		return cmp.Or(cmp.Compare(a.secs, b.secs), cmp.Compare(a.us, b.us), cmp.Compare(a.key, b.key))
+	slices.SortFunc(fresh, func(a, b found) int {
+		if a.secs != b.secs {
+			return cmp.Compare(a.secs, b.secs)
+		}
+		if a.us != b.us {
+			return cmp.Compare(a.us, b.us)
+		}
+		if c := strings.Compare(a.key, b.key); c != 0 {
+			return c
+		}
+		if a.inNew != b.inNew {
+			if a.inNew {
+				return -1
+			}
+			return 1
+		}
+		return 0
 	})
-	for _, t := range byTime {
-		order = append(order, t.key)
+	order := fresh[:0]
+	for _, e := range fresh {
+		if len(order) > 0 && e.key == order[len(order)-1].key {
+			continue
+		}
+		order = append(order, e)
 	}
-	keys := f.ul.keys()
 	// new/ and cur/ opened once: each new file is then one fstatat, not a
 	// walk from the folder root.
 	var dirs [2]*os.File
@@ -592,7 +744,7 @@ func (f *folder) scan(w *write, scanCur, scanNew bool) error {
 	recs := make([]*msgRec, len(order))
 	errs := make([]error, len(order))
 	one := func(k int) {
-		fd := files[order[k]]
+		fd := &order[k]
 		d := dirs[0]
 		if fd.inNew {
 			d = dirs[1]
@@ -603,7 +755,13 @@ func (f *folder) scan(w *write, scanCur, scanNew bool) error {
 		}
 		recs[k], errs[k] = f.newRec(d, fd)
 	}
-	if workers := min(runtime.GOMAXPROCS(0), len(order)/256); workers > 1 {
+	slow := 0
+	for k := range order {
+		if order[k].size < 0 || order[k].vsize < 0 {
+			slow++
+		}
+	}
+	if workers := min(runtime.GOMAXPROCS(0), slow/256); workers > 1 {
 		var wg sync.WaitGroup
 		var next atomic.Int64
 		for range workers {
@@ -621,7 +779,9 @@ func (f *folder) scan(w *write, scanCur, scanNew bool) error {
 			one(k)
 		}
 	}
-	for k, key := range order {
+	f.reserve(len(order))
+	keys := f.ul.keys()
+	for k := range order {
 		m, err := recs[k], errs[k]
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotMessage) {
@@ -629,6 +789,7 @@ func (f *folder) scan(w *write, scanCur, scanNew bool) error {
 			}
 			return err
 		}
+		key := order[k].key
 		if i, ok := keys[key]; ok {
 			m.uid = f.ul.recs[i].uid
 		} else {
@@ -636,7 +797,7 @@ func (f *folder) scan(w *write, scanCur, scanNew bool) error {
 			w.ulAdded++
 		}
 		m.modseq = f.nextModSeq(w)
-		f.put(w, m)
+		f.putKey(w, m, key)
 	}
 	// new/ -> cur/.
 	for _, m := range slices.Clone(f.recs) {
@@ -685,9 +846,13 @@ func flagsOf(m *msgRec) string {
 // newRec builds the record of a file seen for the first time: sizes from
 // the name when it has them, else from the file itself, and its mtime as
 // INTERNALDATE. dir is the open new/ or cur/ the file was listed in.
-func (f *folder) newRec(dir *os.File, fd found) (*msgRec, error) {
-	_, size, vsize, _, _ := parseFileName(fd.name)
+func (f *folder) newRec(dir *os.File, fd *found) (*msgRec, error) {
+	size, vsize := fd.size, fd.vsize
 	m := &msgRec{name: fd.name, inNew: fd.inNew}
+	if size >= 0 && vsize >= 0 {
+		m.size, m.vsize, m.mtime = size, vsize, mtimeUnknown
+		return m, nil
+	}
 	var st unix.Stat_t
 	if err := unix.Fstatat(int(dir.Fd()), fd.name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return nil, &fs.PathError{Op: "lstat", Path: m.path(), Err: err}

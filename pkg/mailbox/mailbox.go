@@ -23,7 +23,8 @@ type Message struct {
 	Flags []string
 	// Size is RFC822.SIZE: the size with CRLF line ends (W=).
 	Size int64
-	// InternalDate is the file's mtime, which Dovecot never changes.
+	// InternalDate is the file's mtime, which Dovecot never changes; zero
+	// when it has not been read yet (Mailbox.InternalDate reads it).
 	InternalDate time.Time
 	ModSeq       uint64
 }
@@ -321,8 +322,29 @@ func (m *Mailbox) messageLocked(r *msgRec) Message {
 		}
 		flags = append(flags, m.f.keywordsOf(r)...)
 	}
-	return Message{UID: r.uid, Flags: flags, Size: r.vsize, InternalDate: time.Unix(0, r.mtime),
-		ModSeq: r.modseq}
+	msg := Message{UID: r.uid, Flags: flags, Size: r.vsize, ModSeq: r.modseq}
+	if r.mtime != mtimeUnknown {
+		msg.InternalDate = time.Unix(0, r.mtime)
+	}
+	return msg
+}
+
+// InternalDate returns message uid's INTERNALDATE, reading its file's
+// mtime when the folder's scan left it unread (Message.InternalDate zero).
+func (m *Mailbox) InternalDate(uid uint32) time.Time {
+	m.mu.Lock()
+	i, ok := slices.BinarySearchFunc(m.snap, uid, recCmp)
+	var r *msgRec
+	if ok {
+		r = m.snap[i]
+	}
+	m.mu.Unlock()
+	if !ok {
+		return time.Time{}
+	}
+	m.f.mu.Lock()
+	defer m.f.mu.Unlock()
+	return time.Unix(0, m.f.mtimeOf(r))
 }
 
 // sysFlagLists holds the flag list of every combination of system flags,

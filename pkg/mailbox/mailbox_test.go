@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -194,3 +195,100 @@ var _ = bytes.Equal
 var _ = context.Background
 var _ = fmt.Sprint
 var _ sync.Mutex
+
+// A scan reads no file's mtime when the names give the sizes; INTERNALDATE
+// is the mtime all the same, read on first use, and a file renamed behind
+// the folder's back answers with the delivery time in its name.
+func TestInternalDateReadOnFirstUse(t *testing.T) {
+	s, dir := newStore(t)
+	mustOpen(t, s, "INBOX") // creates the Maildir
+	body := []byte("Subject: x\n\nhi\n")
+	when := time.Date(2025, 6, 7, 8, 9, 10, 0, time.UTC)
+	var names []string
+	for i, secs := range []int64{1700000000, 1700000100} {
+		name := fmt.Sprintf("%d.M%dP9.host,S=%d,W=%d:2,S", secs, i, len(body), len(body)+2)
+		p := filepath.Join(dir, "cur", name)
+		if err := os.WriteFile(p, body, 0600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, when, when); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, name)
+	}
+	s2, err := OpenStore(dir, Options{Hostname: "test.example", Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	m := mustOpen(t, s2, "INBOX")
+	if m.Count() != 2 {
+		t.Fatalf("%d messages", m.Count())
+	}
+	msg, _ := m.Message(1)
+	if msg.Size != int64(len(body)+2) {
+		t.Fatalf("size %d", msg.Size)
+	}
+	if got := m.InternalDate(1); !got.Equal(when) {
+		t.Fatalf("INTERNALDATE %v, want %v", got, when)
+	}
+	if msg, _ := m.Message(1); !msg.InternalDate.Equal(when) {
+		t.Fatalf("INTERNALDATE once read %v, want %v", msg.InternalDate, when)
+	}
+	// Another process changes the second message's flags: the name this
+	// view knows is gone until the next Sync.
+	if err := os.Rename(filepath.Join(dir, "cur", names[1]), filepath.Join(dir, "cur", strings.TrimSuffix(names[1], "S")+"FS")); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.InternalDate(2); !got.Equal(time.Unix(1700000100, 0)) {
+		t.Fatalf("INTERNALDATE of a renamed file %v, want the time in its name", got)
+	}
+	mustSync(t, m)
+	if got := m.InternalDate(2); !got.Equal(when) {
+		t.Fatalf("INTERNALDATE after Sync %v, want %v", got, when)
+	}
+	if got := m.InternalDate(99); !got.IsZero() {
+		t.Fatalf("INTERNALDATE of no message %v", got)
+	}
+}
+
+// A FIFO or a folder under a message's name is listed without a stat, so
+// opening it is where it is refused: at once, never blocking on the FIFO.
+func TestOpenRefusesFifoAndFolderUnderMessageNames(t *testing.T) {
+	s, dir := newStore(t)
+	mustOpen(t, s, "INBOX")
+	names := []string{"1700000000.M1P9.host,S=5,W=6:2,", "1700000001.M1P9.host,S=5,W=6:2,"}
+	if err := syscall.Mkfifo(filepath.Join(dir, "cur", names[0]), 0600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "cur", names[1]), 0700); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := OpenStore(dir, Options{Hostname: "test.example", Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	m := mustOpen(t, s2, "INBOX")
+	if m.Count() != 2 {
+		t.Fatalf("%d messages listed, want the 2 names", m.Count())
+	}
+	for uid := uint32(1); uid <= 2; uid++ {
+		done := make(chan error, 1)
+		go func() {
+			f, err := m.Open(uid)
+			if err == nil {
+				f.Close()
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Fatalf("UID %d: a non-file opened as a message", uid)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("UID %d: open blocked", uid)
+		}
+	}
+}

@@ -67,6 +67,14 @@ func (u *uidlist) keys() map[string]int {
 	return u.byKey
 }
 
+// reserve sizes an empty uidlist for n records about to be added.
+func (u *uidlist) reserve(n int) {
+	if len(u.recs) == 0 {
+		u.byKey = make(map[string]int, n)
+		u.recs = slices.Grow(u.recs, n)
+	}
+}
+
 // add appends a record for a new file with the next UID.
 func (u *uidlist) add(key string) uint32 {
 	uid := u.nextUID

@@ -275,7 +275,7 @@ func (f *fetcher) item(it wire.FetchItem, mi *imap.MessageInfo, msg imap.Message
 	case wire.FetchFlags:
 		s.writeFlagList(f.v, mi.UID, mi.Flags)
 	case wire.FetchInternalDate:
-		out.Raw(`INTERNALDATE "` + mi.InternalDate.Format("02-Jan-2006 15:04:05 -0700") + `"`)
+		out.Raw(`INTERNALDATE "` + mi.Date().Format("02-Jan-2006 15:04:05 -0700") + `"`)
 	case wire.FetchRFC822Size:
 		out.Raw("RFC822.SIZE " + u64(uint64(mi.Size)))
 	case wire.FetchModSeq:

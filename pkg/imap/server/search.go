@@ -291,11 +291,11 @@ func (e *evaluator) eval(k *imap.SearchKey, mi *imap.MessageInfo, full bool) (bo
 		}
 		return imap.HasFlag(mi.Flags, k.Flag), nil
 	case imap.SearchBefore:
-		return dayOf(mi.InternalDate).Before(k.Date), nil
+		return dayOf(mi.Date()).Before(k.Date), nil
 	case imap.SearchOn:
-		return dayOf(mi.InternalDate).Equal(k.Date), nil
+		return dayOf(mi.Date()).Equal(k.Date), nil
 	case imap.SearchSince:
-		return !dayOf(mi.InternalDate).Before(k.Date), nil
+		return !dayOf(mi.Date()).Before(k.Date), nil
 	case imap.SearchLarger:
 		return uint64(mi.Size) > k.N, nil
 	case imap.SearchSmaller:
@@ -307,7 +307,7 @@ func (e *evaluator) eval(k *imap.SearchKey, mi *imap.MessageInfo, full bool) (bo
 		if err != nil {
 			return false, err
 		}
-		d := mi.InternalDate
+		d := mi.Date()
 		if env := root.Envelope; env != nil && env.Date != nil {
 			if t, err := mail.ParseDate(*env.Date); err == nil {
 				d = t
