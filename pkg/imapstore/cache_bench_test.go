@@ -311,3 +311,24 @@ func BenchmarkSelectWarm(b *testing.B) {
 		cl.do(b, "SELECT INBOX")
 	}
 }
+
+// BenchmarkFetchCold times FETCH 1:* ENVELOPE on a large Maildir the
+// server has just indexed but never read: every message is opened,
+// parsed and cached (the first session's cost).
+func BenchmarkFetchCold(b *testing.B) {
+	n := benchMessages()
+	root := buildBenchMaildir(b, n)
+	for b.Loop() {
+		b.StopTimer()
+		for _, f := range []string{"posthorn.cache", "posthorn.index"} {
+			os.Remove(filepath.Join(root, f))
+		}
+		_, cl := benchServer(b, root)
+		cl.do(b, "SELECT INBOX")
+		b.StartTimer()
+		if got := cl.do(b, "FETCH 1:* ENVELOPE"); got != n {
+			b.Fatalf("%d FETCH responses, want %d", got, n)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/msg")
+}

@@ -212,16 +212,26 @@ func toCRLF(buf []byte, n int) []byte {
 	if bare == 0 {
 		return raw
 	}
+	// From the end backwards, a line at a time: each line moves with one
+	// copy (the regions overlap; copy is a memmove) and its LF gets a CR
+	// when it has none. What precedes the first LF is already in place.
 	out := buf[:n+bare]
 	j := len(out)
-	for i := n - 1; i >= 0; i-- {
-		c := raw[i]
+	for end := n; end > 0; {
+		i := bytes.LastIndexByte(raw[:end], '\n')
+		if i < 0 {
+			break
+		}
+		j -= end - (i + 1)
+		copy(out[j:], raw[i+1:end])
+		cr := i == 0 || raw[i-1] != '\r'
 		j--
-		out[j] = c
-		if c == '\n' && (i == 0 || raw[i-1] != '\r') {
+		out[j] = '\n'
+		if cr {
 			j--
 			out[j] = '\r'
 		}
+		end = i
 	}
 	return out
 }

@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"time"
 )
 
 // posthorn.cache — per folder, beside posthorn.index: opaque bytes the IMAP
@@ -17,8 +18,8 @@ import (
 //	'H' header  magic "posthorn.cache" version:u16le uidvalidity:u32le
 //	'C' entry   uid:u32le data        ; a later entry for a UID wins
 //
-// Entries are appended with one write each and not fsynced: the cache is
-// only an optimization. A frame that fails its checksum, a header for
+// Entries are appended in batches (up to cacheFlushSize, and at every Sync
+// and close) and not fsynced: the cache is only an optimization. A frame that fails its checksum, a header for
 // another UIDVALIDITY, or a file that cannot be read makes the cache empty
 // and it is started anew. The file is rewritten without dead entries once
 // they are most of it.
@@ -34,6 +35,17 @@ const (
 
 // maxCacheSize bounds the cache file.
 var maxCacheSize int64 = 1 << 30
+
+// cacheFlushSize is how much a folder gathers in memory before it appends
+// to the file: a FETCH that fills the cache for a large mailbox costs a
+// write per batch, not per message.
+const cacheFlushSize = 128 << 10
+
+// cacheRecheck is how long a look at the file (a stat by name) stays good:
+// the misses of a FETCH over a mailbox never cached do not each stat the
+// file for what other processes appended. What they did append within
+// that time is only missed, never wrong. A variable for tests.
+var cacheRecheck = time.Second
 
 // ErrCacheTooLarge is returned by SetCache for data over MaxCacheEntry.
 var ErrCacheTooLarge = errors.New("mailbox: cache entry too large")
@@ -52,6 +64,12 @@ type cacheFile struct {
 	ents map[uint32]cacheEnt
 	live int64
 	bad  bool
+
+	looked time.Time // of the last stat by name (cacheLoad)
+	// pend holds frames set but not yet appended to the file; pendEnts
+	// indexes them (offsets within pend).
+	pend     []byte
+	pendEnts map[uint32]cacheEnt
 }
 
 func (c *cacheFile) reset(f *folder, uv uint32) {
@@ -59,7 +77,13 @@ func (c *cacheFile) reset(f *folder, uv uint32) {
 	*c = cacheFile{uv: uv}
 }
 
-// close releases the handles.
+// closeCache appends what is pending and releases the handles (f.mu held).
+func (f *folder) closeCache() {
+	f.flushCache()
+	f.cache.close()
+}
+
+// close releases the handles; what is pending is dropped.
 func (c *cacheFile) close() {
 	for _, h := range []**os.File{&c.fh, &c.wfh} {
 		if *h != nil {
@@ -105,6 +129,16 @@ func (c *cacheFile) drop(uid uint32) {
 // load reads entries appended since the last look; the caller holds f.mu.
 func (f *folder) cacheLoad() {
 	c := &f.cache
+	if c.ino != 0 && !c.bad && time.Since(c.looked) < cacheRecheck {
+		return
+	}
+	f.cacheLoadNow()
+}
+
+// cacheLoadNow is cacheLoad without the grace of cacheRecheck.
+func (f *folder) cacheLoadNow() {
+	c := &f.cache
+	c.looked = time.Now()
 	fi, err := f.root.Lstat(cacheName)
 	if err != nil {
 		c.close()
@@ -188,6 +222,10 @@ func (f *folder) cacheLoad() {
 // so costs one pread per message, not a stat, open and close.
 func (f *folder) getCache(uid uint32) ([]byte, bool) {
 	c := &f.cache
+	if e, ok := c.pendEnts[uid]; ok {
+		fr := c.pend[e.off : e.off+int64(e.n)]
+		return append([]byte(nil), fr[8+5:]...), true
+	}
 	e, ok := c.ents[uid]
 	if !ok || c.bad {
 		f.cacheLoad()
@@ -247,10 +285,28 @@ func (f *folder) setCache(uid uint32, data []byte) error {
 		f.cacheLoad()
 		return nil
 	}
-	b = appendFrame(nil, append(binary.LittleEndian.AppendUint32([]byte{'C'}, uid), data...))
-	// One write per entry through a handle kept open: frames of several
-	// processes interleave whole (O_APPEND), and cacheLoad indexes ours
-	// with whatever others appended.
+	start := len(c.pend)
+	c.pend = appendFrame(c.pend, append(binary.LittleEndian.AppendUint32([]byte{'C'}, uid), data...))
+	if c.pendEnts == nil {
+		c.pendEnts = map[uint32]cacheEnt{}
+	}
+	c.pendEnts[uid] = cacheEnt{off: int64(start), n: len(c.pend) - start}
+	if len(c.pend) >= cacheFlushSize {
+		return f.flushCache()
+	}
+	return nil
+}
+
+// flushCache appends the pending frames with one write through a handle
+// kept open: frames of several processes interleave whole (O_APPEND), and
+// cacheLoad indexes ours with whatever others appended. f.mu is held.
+func (f *folder) flushCache() error {
+	c := &f.cache
+	if len(c.pend) == 0 {
+		return nil
+	}
+	pend, ents := c.pend, c.pendEnts
+	c.pend, c.pendEnts = nil, nil
 	if c.wfh == nil {
 		fl, err := f.openCache(os.O_WRONLY | os.O_APPEND)
 		if err != nil {
@@ -259,22 +315,27 @@ func (f *folder) setCache(uid uint32, data []byte) error {
 		}
 		c.wfh = fl
 	}
-	if _, err := c.wfh.Write(b); err != nil {
+	if _, err := c.wfh.Write(pend); err != nil {
 		return err
 	}
-	// When the file ends where this entry does, nobody appended before it:
+	// When the file ends where the batch does, nobody appended before it:
 	// index it without reading it back.
-	if fi, err := c.wfh.Stat(); err == nil && !c.bad && statStamp(fi).ino == c.ino && fi.Size() == c.good+int64(len(b)) {
-		c.drop(uid)
+	if fi, err := c.wfh.Stat(); err == nil && !c.bad && statStamp(fi).ino == c.ino && fi.Size() == c.good+int64(len(pend)) {
 		if c.ents == nil {
 			c.ents = map[uint32]cacheEnt{}
 		}
-		c.ents[uid] = cacheEnt{off: c.good, n: len(b)}
-		c.live += int64(len(b))
-		c.good += int64(len(b))
+		for uid, e := range ents {
+			if f.msgs[uid] == nil {
+				continue
+			}
+			c.drop(uid)
+			c.ents[uid] = cacheEnt{off: c.good + e.off, n: e.n}
+			c.live += int64(e.n)
+		}
+		c.good += int64(len(pend))
 		return nil
 	}
-	f.cacheLoad()
+	f.cacheLoadNow()
 	return nil
 }
 
@@ -282,7 +343,8 @@ func (f *folder) setCache(uid uint32, data []byte) error {
 // three quarters of a file larger than 1 MiB. The caller holds the uidlist
 // lock, so no other writer renames at the same time.
 func (f *folder) compactCache() {
-	f.cacheLoad()
+	f.flushCache()
+	f.cacheLoadNow()
 	c := &f.cache
 	if c.ino == 0 || c.good < 1<<20 || c.live*4 > c.good {
 		return

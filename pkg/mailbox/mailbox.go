@@ -114,6 +114,9 @@ func (m *Mailbox) Sync() (Changes, error) {
 	f := m.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	// Cache entries set by the command before are appended now, for other
+	// processes to find.
+	f.flushCache()
 	if err := f.refreshLocked(false); err != nil {
 		return Changes{}, err
 	}

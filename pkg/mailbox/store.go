@@ -114,7 +114,7 @@ func (s *Store) Close() error {
 	defer s.mu.Unlock()
 	for _, f := range s.folders {
 		f.mu.Lock()
-		f.cache.close()
+		f.closeCache()
 		f.closeSubdirs()
 		f.mu.Unlock()
 		f.root.Close()
@@ -211,7 +211,7 @@ func (s *Store) forget(dir string) {
 	for d, f := range s.folders {
 		if d == dir || strings.HasPrefix(d, dir+".") {
 			f.mu.Lock()
-			f.cache.close()
+			f.closeCache()
 			f.closeSubdirs()
 			f.mu.Unlock()
 			f.root.Close()
