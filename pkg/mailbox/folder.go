@@ -611,6 +611,12 @@ func (f *folder) scan(w *write, scanCur, scanNew bool) error {
 			return fmt.Errorf("mailbox %s: %w", f.name, err)
 		}
 		defer d.Close()
+		// A large folder's listing is sized from its directory's size
+		// (ext4 uses some 60 octets per entry of a Dovecot name) rather
+		// than grown by copying.
+		if fi, err := d.Stat(); err == nil && ents == nil {
+			ents = make([]found, 0, min(fi.Size()/48, 1<<22))
+		}
 		for {
 			// Names only. A name that gives both sizes needs no stat: the
 			// file's mtime (INTERNALDATE) and type are read when first
@@ -688,37 +694,48 @@ func (f *folder) scan(w *write, scanCur, scanNew bool) error {
 	// name's time is parsed once, not at every comparison. A file listed
 	// twice (moved from new/ to cur/ between the listings) sorts next to
 	// itself, new/ first, and counts once.
-	fresh := ents[:0:0]
+	fresh := ents[:0] // filtered in place: ents is not needed after this
 	for _, e := range ents {
 		if !e.known {
 			e.secs, e.us = nameTime(e.key)
 			fresh = append(fresh, e)
 		}
 	}
-	slices.SortFunc(fresh, func(a, b found) int {
+	// Sorted through small keys, not the records themselves.
+	type sortKey struct {
+		secs, us int64
+		i        int
+	}
+	byTime := make([]sortKey, len(fresh))
+	for i := range fresh {
+		byTime[i] = sortKey{fresh[i].secs, fresh[i].us, i}
+	}
+	slices.SortFunc(byTime, func(a, b sortKey) int {
 		if a.secs != b.secs {
 			return cmp.Compare(a.secs, b.secs)
 		}
 		if a.us != b.us {
 			return cmp.Compare(a.us, b.us)
 		}
-		if c := strings.Compare(a.key, b.key); c != 0 {
+		fa, fb := &fresh[a.i], &fresh[b.i]
+		if c := strings.Compare(fa.key, fb.key); c != 0 {
 			return c
 		}
-		if a.inNew != b.inNew {
-			if a.inNew {
+		if fa.inNew != fb.inNew {
+			if fa.inNew {
 				return -1
 			}
 			return 1
 		}
 		return 0
 	})
-	order := fresh[:0]
-	for _, e := range fresh {
+	order := make([]found, 0, len(fresh))
+	for _, k := range byTime {
+		e := &fresh[k.i]
 		if len(order) > 0 && e.key == order[len(order)-1].key {
 			continue
 		}
-		order = append(order, e)
+		order = append(order, *e)
 	}
 	// new/ and cur/ opened once: each new file is then one fstatat, not a
 	// walk from the folder root.

@@ -433,6 +433,7 @@ func runIMAPCase(work, bins string, n, k, dk, bigK int, idleBudget time.Duration
 	// timed runs on the large one stay cold.
 	idle := holdIdle(addr, idleUser, idleMsgs, k, 50, idleBudget, ph.MasterPid(), phLabel, phKeep)
 	fmt.Printf("posthorn IDLE: %s\n", idle)
+	settle(ph.MasterPid())
 	pr := runs("posthorn", addr, maildirExtras(maildir))
 	pr.idle = idle
 	fmt.Printf("posthorn: %d-message run read %.1f MB\n", n, float64(pr.cold.bytes)/(1<<20))
@@ -460,6 +461,7 @@ func runIMAPCase(work, bins string, n, k, dk, bigK int, idleBudget time.Duration
 		idle := holdIdle(dv.imap, idleUser, idleMsgs, dk, 50, idleBudget, dv.MasterPid(), dlabel, dkeep)
 		fmt.Printf("dovecot IDLE: %s\n", idle)
 		time.Sleep(2 * time.Second) // the closed sessions' processes exit
+		settle(dv.MasterPid())
 		r := runs("dovecot", dv.imap, extras)
 		r.idle = idle
 		r.bigIdle = holdIdle(dv.imap, mailUser, n, bigK, 50, idleBudget, dv.MasterPid(), dlabel, dkeep)

@@ -248,3 +248,20 @@ func (t *tracker) Finish() usage {
 	sort.SliceStable(u.rss, func(i, j int) bool { return u.rss[i].value > u.rss[j].value })
 	return u
 }
+
+// settle waits until the process tree under root has used no CPU for
+// 300 ms (at most 15 s): the work a step left behind (sessions closing)
+// is not timed as the next step's.
+func settle(root int) {
+	deadline := time.Now().Add(15 * time.Second)
+	last, quiet := uint64(0), 0
+	for time.Now().Before(deadline) && quiet < 3 {
+		all, _ := treeTotal(processTree(root))
+		if all == last {
+			quiet++
+		} else {
+			last, quiet = all, 0
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
