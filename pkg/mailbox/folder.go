@@ -374,7 +374,7 @@ func (f *folder) reserve(n int) {
 	}
 	if len(f.msgs) == 0 {
 		f.msgs = make(map[uint32]*msgRec, n)
-		f.byKey = make(map[string]*msgRec, n)
+		f.byKey = nil // built from msgs if ever needed (keyMap)
 	}
 	f.ul.reserve(n)
 }
@@ -402,8 +402,8 @@ func (f *folder) putKey(w *write, m *msgRec, k string) {
 	f.msgs[m.uid] = m
 	if old != nil {
 		ok, _, _, _, _ := parseFileName(old.name)
-		if ok != k {
-			delete(f.keyMap(), ok)
+		if ok != k && f.byKey != nil {
+			delete(f.byKey, ok)
 		}
 		i, found := slices.BinarySearchFunc(f.recs, m.uid, recCmp)
 		if found {
@@ -413,7 +413,11 @@ func (f *folder) putKey(w *write, m *msgRec, k string) {
 		i, _ := slices.BinarySearchFunc(f.recs, m.uid, recCmp)
 		f.recs = slices.Insert(f.recs, i, m)
 	}
-	f.keyMap()[k] = m
+	// A nil byKey is built from msgs when first needed: a folder's first
+	// scan does not keep a map it may never use.
+	if f.byKey != nil {
+		f.byKey[k] = m
+	}
 	w.changed = append(w.changed, m)
 }
 
@@ -422,7 +426,7 @@ func recCmp(m *msgRec, uid uint32) int { return cmp.Compare(m.uid, uid) }
 func (f *folder) remove(w *write, m *msgRec) {
 	delete(f.msgs, m.uid)
 	k, _, _, _, _ := parseFileName(m.name)
-	if f.keyMap()[k] == m {
+	if f.byKey != nil && f.byKey[k] == m {
 		delete(f.byKey, k)
 	}
 	if i, found := slices.BinarySearchFunc(f.recs, m.uid, recCmp); found {
@@ -617,25 +621,48 @@ func (f *folder) scan(w *write, scanCur, scanNew bool) error {
 		if fi, err := d.Stat(); err == nil && ents == nil {
 			ents = make([]found, 0, min(fi.Size()/48, 1<<22))
 		}
-		for {
-			// Names only. A name that gives both sizes needs no stat: the
-			// file's mtime (INTERNALDATE) and type are read when first
-			// needed (mtimeOf, openMessage), as Dovecot trusts S= and W=.
-			names, err := d.Readdirnames(4096)
-			for _, name := range names {
+		// Names only. A name that gives both sizes needs no stat: the
+		// file's mtime (INTERNALDATE) and type are read when first needed
+		// (mtimeOf, openMessage), as Dovecot trusts S= and W=. The kernel
+		// reads the next batch of names while this goroutine parses the
+		// last one.
+		type batch struct {
+			names []string
+			err   error
+		}
+		batches := make(chan batch, 2)
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			defer close(batches)
+			for {
+				names, err := d.Readdirnames(4096)
+				select {
+				case batches <- batch{names, err}:
+				case <-stop:
+					return
+				}
+				if err != nil || len(names) == 0 {
+					return
+				}
+			}
+		}()
+		for b := range batches {
+			for _, name := range b.names {
 				key, size, vsize, _, ok := parseFileName(name)
 				if !ok {
 					continue // HOSTILE 54
 				}
 				ents = append(ents, found{key: key, name: name, inNew: inNew, size: size, vsize: vsize})
 			}
-			if err == io.EOF || len(names) == 0 {
+			if b.err == io.EOF || len(b.names) == 0 {
 				return nil
 			}
-			if err != nil {
-				return fmt.Errorf("mailbox %s: read %s/: %w", f.name, dir, err)
+			if b.err != nil {
+				return fmt.Errorf("mailbox %s: read %s/: %w", f.name, dir, b.err)
 			}
 		}
+		return nil
 	}
 	if scanNew {
 		if err := list("new", true); err != nil {
@@ -797,7 +824,12 @@ func (f *folder) scan(w *write, scanCur, scanNew bool) error {
 		}
 	}
 	f.reserve(len(order))
-	keys := f.ul.keys()
+	// With no uidlist records there is nothing to look up: the uidlist's
+	// key map is then built only if something needs it later.
+	var keys map[string]int
+	if len(f.ul.recs) > 0 {
+		keys = f.ul.keys()
+	}
 	for k := range order {
 		m, err := recs[k], errs[k]
 		if err != nil {
@@ -904,11 +936,26 @@ func (f *folder) commit(w *write) error {
 			return err
 		}
 	}
+	// An index rewritten whole (a folder's first scan) has its records
+	// marshalled while the uidlist is written and fsynced.
+	var frames chan []byte
+	if (f.idxCorrupt || f.idxIno == 0) && len(f.recs) >= 4096 {
+		frames = make(chan []byte, 1)
+		go func(recs []*msgRec, exp []expunged, uv uint32) {
+			frames <- indexBody(recs, exp, uv)
+		}(f.recs, f.expunges, f.uidValidity)
+	}
 	if err := f.writeUidlist(w); err != nil {
+		if frames != nil {
+			<-frames
+		}
 		return err
 	}
 	t, err := f.statDirs()
 	if err != nil {
+		if frames != nil {
+			<-frames
+		}
 		return err
 	}
 	now := time.Now().UnixNano()
@@ -919,8 +966,15 @@ func (f *folder) commit(w *write) error {
 	f.haveStamp = true
 	f.ulStat = t.ul
 	f.kwTime = t.kw
-	if err := f.writeIndex(w); err != nil {
-		return err
+	var err2 error
+	if frames != nil {
+		f.st.vanishFloor = f.vanishFloor // as writeIndex does
+		err2 = f.rewriteIndex(<-frames)
+	} else {
+		err2 = f.writeIndex(w)
+	}
+	if err2 != nil {
+		return err2
 	}
 	if len(w.changed) > 0 || len(w.expunged) > 0 {
 		f.gen++
@@ -986,23 +1040,23 @@ func (f *folder) writeUidlist(w *write) error {
 		ul.guid = newGUID()
 	}
 	data := ul.marshal()
-	if err := f.replaceFile(uidlistFile, uidlistTmp, data, f.ulStat.mtime); err != nil {
+	if err := f.replaceFile(uidlistFile, uidlistTmp, data, f.ulStat.mtime, true); err != nil {
 		return err
 	}
 	ul.parsed = int64(len(data))
 	return nil
 }
 
-// replaceFile writes data to tmp, fsyncs it, makes its mtime larger than
-// oldMtime (Dovecot relies on the mtime of dovecot-uidlist and
+// replaceFile writes data to tmp, fsyncs it when durable, makes its mtime
+// larger than oldMtime (Dovecot relies on the mtime of dovecot-uidlist and
 // dovecot-keywords growing) and renames it to name.
-func (f *folder) replaceFile(name, tmp string, data []byte, oldMtime int64) error {
+func (f *folder) replaceFile(name, tmp string, data []byte, oldMtime int64, durable bool) error {
 	fl, err := f.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0600)
 	if err != nil {
 		return fmt.Errorf("mailbox %s: create %s: %w", f.name, tmp, err)
 	}
 	_, err = fl.Write(data)
-	if err == nil && !f.s.noFsync {
+	if err == nil && durable && !f.s.noFsync {
 		err = fl.Sync()
 	}
 	if cerr := fl.Close(); err == nil {
@@ -1028,7 +1082,7 @@ func (f *folder) replaceFile(name, tmp string, data []byte, oldMtime int64) erro
 func (f *folder) writeKeywords() error {
 	// Any leftover lock is stale: the uidlist lock is held.
 	f.root.Remove(keywordsFile + ".lock")
-	return f.replaceFile(keywordsFile, keywordsFile+".lock", f.kw.marshal(), f.kwTime)
+	return f.replaceFile(keywordsFile, keywordsFile+".lock", f.kw.marshal(), f.kwTime, true)
 }
 
 // keywordLetters maps keywords to letters, allocating free letters (the

@@ -184,7 +184,7 @@ func (f *folder) writeIndex(w *write) error {
 		}
 	}
 	if compact {
-		return f.rewriteIndex()
+		return f.rewriteIndex(nil)
 	}
 	var b []byte
 	seen := map[uint32]bool{}
@@ -224,13 +224,24 @@ func (f *folder) writeIndex(w *write) error {
 	return nil
 }
 
-func (f *folder) rewriteIndex() error {
-	b := headerFrame(make([]byte, 0, 64+len(f.recs)*100), f.uidValidity)
-	for _, m := range f.recs {
+// indexBody is a whole index up to its recent and stamp frames.
+func indexBody(recs []*msgRec, exp []expunged, uv uint32) []byte {
+	b := headerFrame(make([]byte, 0, 64+len(recs)*100), uv)
+	for _, m := range recs {
 		b = msgFrame(b, m)
 	}
-	for _, e := range f.expunges {
+	for _, e := range exp {
 		b = expungeFrame(b, e)
+	}
+	return b
+}
+
+// rewriteIndex replaces the index with one written whole; body, when not
+// nil, is indexBody of the folder as it is, made by the caller.
+func (f *folder) rewriteIndex(body []byte) error {
+	b := body
+	if b == nil {
+		b = indexBody(f.recs, f.expunges, f.uidValidity)
 	}
 	frames := 2 + len(f.recs) + len(f.expunges)
 	if f.haveRecent {
@@ -238,7 +249,9 @@ func (f *folder) rewriteIndex() error {
 		frames++
 	}
 	b = stampFrame(b, &f.st)
-	if err := f.replaceFile(indexFile, indexTmp, b, 0); err != nil {
+	// Not fsynced: the index is rebuilt from the Maildir and the uidlist
+	// (which is) when a crash leaves it torn (checksums) or stale (stamp).
+	if err := f.replaceFile(indexFile, indexTmp, b, 0, false); err != nil {
 		f.idxCorrupt = true
 		return err
 	}

@@ -70,7 +70,7 @@ func (u *uidlist) keys() map[string]int {
 // reserve sizes an empty uidlist for n records about to be added.
 func (u *uidlist) reserve(n int) {
 	if len(u.recs) == 0 {
-		u.byKey = make(map[string]int, n)
+		u.byKey = nil // built from recs when needed (keys)
 		u.recs = slices.Grow(u.recs, n)
 	}
 }
@@ -79,7 +79,9 @@ func (u *uidlist) reserve(n int) {
 func (u *uidlist) add(key string) uint32 {
 	uid := u.nextUID
 	u.nextUID++
-	u.keys()[key] = len(u.recs)
+	if u.byKey != nil { // else keys builds it from recs, this one included
+		u.byKey[key] = len(u.recs)
+	}
 	u.recs = append(u.recs, uidRec{uid: uid, key: key})
 	return uid
 }

@@ -392,7 +392,7 @@ func mailInstance(work, bins, proto string, n int, uid, gid int) (*posthornSyste
 
 // runIMAPCase measures posthorn's IMAP server, and Dovecot's on the same
 // Maildir when compare is set.
-func runIMAPCase(work, bins string, n, k, dk, bigK int, idleBudget time.Duration, compare bool) bool {
+func runIMAPCase(work, bins string, n, k, dk, bigK int, idleBudget time.Duration, compare, bare bool) bool {
 	ok := true
 	uid, gid, err := mailOwnerIDs()
 	if err != nil {
@@ -448,6 +448,15 @@ func runIMAPCase(work, bins string, n, k, dk, bigK int, idleBudget time.Duration
 	}
 	var dr *sysRuns
 	if compare {
+		if bare {
+			// The same start as posthorn's first session: no UIDs assigned.
+			ents, _ := os.ReadDir(maildir)
+			for _, e := range ents {
+				if n := e.Name(); n != "cur" && n != "new" && n != "tmp" {
+					os.RemoveAll(filepath.Join(maildir, n))
+				}
+			}
+		}
 		extras := maildirExtras(maildir)
 		dv, err := startDovecot(work, filepath.Join(ph.dir, "mail"), uid, gid, true, false, dk+bigK)
 		if dv != nil {
@@ -524,12 +533,20 @@ func runIMAPCase(work, bins string, n, k, dk, bigK int, idleBudget time.Duration
 		}
 	}
 	fmt.Println("ratio = posthorn/dovecot: time, or memory; below 1 is posthorn ahead")
-	fmt.Printf("cold = the first session after the server started (posthorn: Maildir holding %s; dovecot: Maildir holding %s, left by posthorn's runs, so Dovecot assigned no UIDs but built its own index and cache); warm = a second session right after\n",
+	fmt.Printf("cold = the first session after the server started (posthorn: Maildir holding %s; dovecot: Maildir holding %s%s); warm = a second session right after\n",
 		pr.extrasFirst, func() string {
 			if dr != nil {
 				return dr.extrasFirst
 			}
 			return "-"
+		}(), func() string {
+			switch {
+			case dr == nil:
+				return ""
+			case bare:
+				return ", posthorn's files removed first, so both assigned every UID"
+			}
+			return ", left by posthorn's runs, so Dovecot assigned no UIDs but built its own index and cache"
 		}())
 	return ok
 }

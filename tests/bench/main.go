@@ -415,6 +415,7 @@ func main() {
 	idleK := flag.Int("idle-k", 10000, "imap case: concurrent IDLE sessions to posthorn")
 	dovecotIdleK := flag.Int("dovecot-idle-k", 1000, "imap case: concurrent IDLE sessions to Dovecot (one imap process each)")
 	bigIdleK := flag.Int("big-idle-k", 200, "imap case: concurrent IDLE sessions on the large INBOX, to each server")
+	dovecotBare := flag.Bool("dovecot-bare", true, "imap case: Dovecot's first session starts, as posthorn's did, from the Maildir alone (the dovecot-uidlist and index files posthorn's runs left are removed first); false: Dovecot finds them and assigns no UIDs")
 	idleBudget := flag.Duration("idle-budget", 60*time.Second, "imap case: stop opening IDLE sessions after this long and measure those open")
 	pop3N := flag.Int("pop3-n", 10000, "pop3 case: messages in the mailbox")
 	withDovecot := flag.Bool("dovecot", true, "imap and pop3 cases: also measure a private Dovecot when it is installed")
@@ -616,7 +617,7 @@ func main() {
 			fmt.Printf("dovecot comparison skipped: %s or /usr/lib/dovecot/imap absent (Debian package dovecot-imapd), or -dovecot=false\n", dovecotCmd)
 		}
 		fmt.Println("IDLE memory = sum over imap-login, imapd dispatcher and worker(s) (dovecot: imap-login and imap processes) of VmRSS (/proc/<pid>/status) and Pss (/proc/<pid>/smaps_rollup) with the sessions open in IDLE, minus the same sum with one session (not counted) open before them, divided by the sessions open; the small-INBOX sessions come first, before the timed runs, in a fresh posthorn worker")
-		ok := runIMAPCase(work, bins, *imapN, k, dk, *bigIdleK, *idleBudget, compare)
+		ok := runIMAPCase(work, bins, *imapN, k, dk, *bigIdleK, *idleBudget, compare, *dovecotBare)
 		failed = failed || !ok
 		summary = append(summary, "imap: see the table above")
 	}
