@@ -737,7 +737,7 @@ func (f *folder) scan(w *write, scanCur, scanNew bool) error {
 	for i := range fresh {
 		byTime[i] = sortKey{fresh[i].secs, fresh[i].us, i}
 	}
-	slices.SortFunc(byTime, func(a, b sortKey) int {
+	byTimeCmp := func(a, b sortKey) int {
 		if a.secs != b.secs {
 			return cmp.Compare(a.secs, b.secs)
 		}
@@ -755,7 +755,30 @@ func (f *folder) scan(w *write, scanCur, scanNew bool) error {
 			return 1
 		}
 		return 0
-	})
+	}
+	if len(byTime) >= 16384 {
+		// Two halves sorted on two CPUs, then merged.
+		h := len(byTime) / 2
+		done := make(chan struct{})
+		go func() {
+			slices.SortFunc(byTime[:h], byTimeCmp)
+			close(done)
+		}()
+		slices.SortFunc(byTime[h:], byTimeCmp)
+		<-done
+		merged := make([]sortKey, 0, len(byTime))
+		l, r := byTime[:h], byTime[h:]
+		for len(l) > 0 && len(r) > 0 {
+			if byTimeCmp(r[0], l[0]) < 0 {
+				merged, r = append(merged, r[0]), r[1:]
+			} else {
+				merged, l = append(merged, l[0]), l[1:]
+			}
+		}
+		byTime = append(append(merged, l...), r...)
+	} else {
+		slices.SortFunc(byTime, byTimeCmp)
+	}
 	order := make([]found, 0, len(fresh))
 	for _, k := range byTime {
 		e := &fresh[k.i]

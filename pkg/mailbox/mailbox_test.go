@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -289,6 +290,44 @@ func TestOpenRefusesFifoAndFolderUnderMessageNames(t *testing.T) {
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatalf("UID %d: open blocked", uid)
+		}
+	}
+}
+
+// A large folder seen for the first time gets its UIDs in delivery order,
+// as Dovecot assigns them, however the directory lists the files (the
+// sort runs in two halves above a size, merged).
+func TestFirstScanOfLargeFolderAssignsUIDsInDeliveryOrder(t *testing.T) {
+	s, dir := newStore(t)
+	mustOpen(t, s, "INBOX")
+	const n = 16500
+	perm := rand.Perm(n)
+	for _, i := range perm {
+		name := fmt.Sprintf("%d.M%dP1.h,S=1,W=2:2,", 1700000000+i/1000, i%1000)
+		if err := os.WriteFile(filepath.Join(dir, "cur", name), []byte("x"), 0600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s2, err := OpenStore(dir, Options{Hostname: "test.example", Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if m := mustOpen(t, s2, "INBOX"); m.Count() != n {
+		t.Fatalf("%d messages", m.Count())
+	}
+	b, err := os.ReadFile(filepath.Join(dir, uidlistFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")[1:]
+	if len(lines) != n {
+		t.Fatalf("%d uidlist records", len(lines))
+	}
+	for i, l := range lines {
+		want := fmt.Sprintf("%d :%d.M%dP1.h,S=1,W=2", i+1, 1700000000+i/1000, i%1000)
+		if l != want {
+			t.Fatalf("record %d is %q, want %q", i, l, want)
 		}
 	}
 }
