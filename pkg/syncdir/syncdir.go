@@ -24,15 +24,18 @@ type Syncer struct {
 	mu      sync.Mutex
 	running bool   // an fsync is in progress
 	next    *round // the round that starts after the running one
-	cur     *round // the round in progress
 }
 
+// A round is one fsync. The caller that made it runs it, in its own
+// goroutine: at once when no fsync is running, else when the running
+// round's caller hands over (lead), so no goroutine is started per round.
 type round struct {
 	done chan struct{}
+	lead chan struct{}
 	err  error
 	// fd is a descriptor of the folder held open by the caller that made
-	// the round, which waits for it, so the fsync needs no open of its own;
-	// -1 when that caller had none.
+	// the round, which runs it, so the fsync needs no open of its own; -1
+	// when that caller had none.
 	fd int
 }
 
@@ -51,12 +54,20 @@ func (s *Syncer) Sync() error { return s.SyncFd(-1) }
 // stay open until SyncFd returns; the shared fsync may use it.
 func (s *Syncer) SyncFd(fd int) error {
 	s.mu.Lock()
-	if s.next == nil {
-		s.next = &round{done: make(chan struct{}), fd: fd}
-	}
 	r := s.next
-	if !s.running {
-		s.startLocked()
+	if r == nil {
+		r = &round{done: make(chan struct{}), lead: make(chan struct{}), fd: fd}
+		if !s.running {
+			s.running = true
+			s.mu.Unlock()
+			s.run(r)
+			return r.err
+		}
+		s.next = r
+		s.mu.Unlock()
+		<-r.lead
+		s.run(r)
+		return r.err
 	}
 	s.mu.Unlock()
 	<-r.done
@@ -81,27 +92,25 @@ func (s *Syncer) SyncSoon(d time.Duration, errf func(error)) {
 	})
 }
 
-// startLocked begins the pending round; s.mu is held.
-func (s *Syncer) startLocked() {
-	r := s.next
+// run does round r's fsync, then hands the next round, if callers made
+// one meanwhile, to its maker. s.running is true.
+func (s *Syncer) run(r *round) {
+	if r.fd >= 0 {
+		r.err = fsync(r.fd, s.dir)
+	} else {
+		r.err = syncDir(s.dir)
+	}
+	close(r.done)
+	s.mu.Lock()
+	n := s.next
 	s.next = nil
-	s.cur = r
-	s.running = true
-	go func() {
-		if r.fd >= 0 {
-			r.err = fsync(r.fd, s.dir)
-		} else {
-			r.err = syncDir(s.dir)
-		}
-		close(r.done)
-		s.mu.Lock()
+	if n == nil {
 		s.running = false
-		s.cur = nil
-		if s.next != nil {
-			s.startLocked()
-		}
-		s.mu.Unlock()
-	}()
+	}
+	s.mu.Unlock()
+	if n != nil {
+		close(n.lead)
+	}
 }
 
 func fsync(fd int, dir string) error {
