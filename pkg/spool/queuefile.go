@@ -41,6 +41,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -207,8 +208,17 @@ type parsed struct {
 }
 
 // parse reads a whole queue file. r must be positioned at its start.
+// parseReaders keep parse's buffers between queue files: qmgr parses one
+// per message.
+var parseReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16*1024) }}
+
 func parse(r io.ReaderAt, size int64) (*parsed, error) {
-	br := bufio.NewReaderSize(io.NewSectionReader(r, 0, size), 16*1024)
+	br := parseReaders.Get().(*bufio.Reader)
+	br.Reset(io.NewSectionReader(r, 0, size))
+	defer func() {
+		br.Reset(nil)
+		parseReaders.Put(br)
+	}()
 	var off int64
 	line := func() (string, error) {
 		s, err := br.ReadSlice('\n')
