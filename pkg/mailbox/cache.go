@@ -19,9 +19,9 @@ import (
 //	'C' entry   uid:u32le data        ; a later entry for a UID wins
 //
 // Entries are appended in batches (up to cacheFlushSize, and at every Sync
-// and close) and not fsynced: the cache is only an optimization. A frame that fails its checksum, a header for
-// another UIDVALIDITY, or a file that cannot be read makes the cache empty
-// and it is started anew. The file is rewritten without dead entries once
+// and close) and not fsynced: the cache is only an optimization. A frame
+// that fails its checksum, a header for another UIDVALIDITY, or a file
+// that cannot be read makes the cache empty and it is started anew. The file is rewritten without dead entries once
 // they are most of it.
 
 const (

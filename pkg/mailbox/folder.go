@@ -618,8 +618,8 @@ func (f *folder) scan(w *write, scanCur, scanNew bool) error {
 		// A large folder's listing is sized from its directory's size
 		// (ext4 uses some 60 octets per entry of a Dovecot name) rather
 		// than grown by copying.
-		if fi, err := d.Stat(); err == nil && ents == nil {
-			ents = make([]found, 0, min(fi.Size()/48, 1<<22))
+		if fi, err := d.Stat(); err == nil {
+			ents = slices.Grow(ents, int(min(fi.Size()/48, 1<<22)))
 		}
 		// Names only. A name that gives both sizes needs no stat: the
 		// file's mtime (INTERNALDATE) and type are read when first needed
@@ -915,9 +915,10 @@ func flagsOf(m *msgRec) string {
 	return s
 }
 
-// newRec builds the record of a file seen for the first time: sizes from
-// the name when it has them, else from the file itself, and its mtime as
-// INTERNALDATE. dir is the open new/ or cur/ the file was listed in.
+// newRec builds the record of a file seen for the first time. When the name
+// gives both sizes nothing is read: its mtime (INTERNALDATE) and type wait
+// for first use. Otherwise the file is stat'ed (and read for W=) here. dir
+// is the open new/ or cur/ the file was listed in.
 func (f *folder) newRec(dir *os.File, fd *found) (*msgRec, error) {
 	size, vsize := fd.size, fd.vsize
 	m := &msgRec{name: fd.name, inNew: fd.inNew}
