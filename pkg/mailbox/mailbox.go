@@ -275,18 +275,22 @@ func (m *Mailbox) RecentCount() int {
 	return len(snap) - i
 }
 
+// rec is message uid's record in the view's snapshot, nil when it has none.
+func (m *Mailbox) rec(uid uint32) *msgRec {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if i, ok := slices.BinarySearchFunc(m.snap, uid, recCmp); ok {
+		return m.snap[i]
+	}
+	return nil
+}
+
 // Message returns a message as of the view's last Sync (or this session's
 // own flag changes). A message expunged by another session since is still
 // returned until Sync reports it; Open then fails with ErrExpunged.
 func (m *Mailbox) Message(uid uint32) (Message, bool) {
-	m.mu.Lock()
-	i, ok := slices.BinarySearchFunc(m.snap, uid, recCmp)
-	var r *msgRec
-	if ok {
-		r = m.snap[i]
-	}
-	m.mu.Unlock()
-	if !ok {
+	r := m.rec(uid)
+	if r == nil {
 		return Message{}, false
 	}
 	return m.message(r), true
@@ -335,14 +339,8 @@ func (m *Mailbox) messageLocked(r *msgRec) Message {
 // InternalDate returns message uid's INTERNALDATE, reading its file's
 // mtime when the folder's scan left it unread (Message.InternalDate zero).
 func (m *Mailbox) InternalDate(uid uint32) time.Time {
-	m.mu.Lock()
-	i, ok := slices.BinarySearchFunc(m.snap, uid, recCmp)
-	var r *msgRec
-	if ok {
-		r = m.snap[i]
-	}
-	m.mu.Unlock()
-	if !ok {
+	r := m.rec(uid)
+	if r == nil {
 		return time.Time{}
 	}
 	m.f.mu.Lock()

@@ -29,6 +29,18 @@ func newStore(t testing.TB) (*Store, string) {
 	return s, dir
 }
 
+// reopen opens another store on the Maildir at dir, as another process
+// would, closed when the test ends.
+func reopen(t testing.TB, dir string) *Store {
+	t.Helper()
+	s, err := OpenStore(dir, Options{Hostname: "test.example", Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 func mustOpen(t testing.TB, s *Store, name string) *Mailbox {
 	t.Helper()
 	m, err := s.Open(name)
@@ -217,11 +229,7 @@ func TestInternalDateReadOnFirstUse(t *testing.T) {
 		}
 		names = append(names, name)
 	}
-	s2, err := OpenStore(dir, Options{Hostname: "test.example", Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
+	s2 := reopen(t, dir)
 	m := mustOpen(t, s2, "INBOX")
 	if m.Count() != 2 {
 		t.Fatalf("%d messages", m.Count())
@@ -265,11 +273,7 @@ func TestOpenRefusesFifoAndFolderUnderMessageNames(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "cur", names[1]), 0700); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := OpenStore(dir, Options{Hostname: "test.example", Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
+	s2 := reopen(t, dir)
 	m := mustOpen(t, s2, "INBOX")
 	if m.Count() != 2 {
 		t.Fatalf("%d messages listed, want the 2 names", m.Count())
@@ -308,11 +312,7 @@ func TestFirstScanOfLargeFolderAssignsUIDsInDeliveryOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s2, err := OpenStore(dir, Options{Hostname: "test.example", Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
+	s2 := reopen(t, dir)
 	if m := mustOpen(t, s2, "INBOX"); m.Count() != n {
 		t.Fatalf("%d messages", m.Count())
 	}
