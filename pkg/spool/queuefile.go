@@ -130,11 +130,22 @@ func Escape(s string) string {
 	if s == "" {
 		return "%"
 	}
+	clean := true
+	for i := 0; i < len(s) && clean; i++ {
+		c := s[i]
+		clean = c > 0x20 && c < 0x7f && c != '%'
+	}
+	if clean {
+		return s
+	}
+	const hex = "0123456789ABCDEF"
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c <= 0x20 || c >= 0x7f || c == '%' {
-			fmt.Fprintf(&b, "%%%02X", c)
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
 		} else {
 			b.WriteByte(c)
 		}
@@ -174,16 +185,19 @@ func Unescape(s string) (string, error) {
 func encodeHeader(env *Envelope) (hdr []byte, contentLenOffset int) {
 	var b strings.Builder
 	b.WriteString(magic)
-	fmt.Fprintf(&b, "time %d\n", env.Arrival.UnixNano())
-	fmt.Fprintf(&b, "from %s\n", Escape(env.Sender))
+	b.WriteString("time ")
+	b.WriteString(strconv.FormatInt(env.Arrival.UnixNano(), 10))
+	b.WriteString("\nfrom ")
+	b.WriteString(Escape(env.Sender))
+	b.WriteByte('\n')
 	for _, k := range sortedKeys(env.Attrs) {
-		fmt.Fprintf(&b, "attr %s %s\n", Escape(k), Escape(env.Attrs[k]))
+		b.WriteString("attr " + Escape(k) + " " + Escape(env.Attrs[k]) + "\n")
 	}
 	for _, r := range env.Rcpts {
 		b.WriteString("rcpt ")
 		b.WriteString(Escape(r.Addr))
 		for _, k := range sortedKeys(r.Params) {
-			fmt.Fprintf(&b, " %s=%s", Escape(k), Escape(r.Params[k]))
+			b.WriteString(" " + Escape(k) + "=" + Escape(r.Params[k]))
 		}
 		b.WriteByte('\n')
 	}

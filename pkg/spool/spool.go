@@ -71,7 +71,18 @@ func NewID() string {
 
 // FormatID renders a microsecond timestamp as a queue ID.
 func FormatID(usec int64) string {
-	return fmt.Sprintf("%08X%05X", usec/1e6, usec%1e6)
+	const hex = "0123456789ABCDEF"
+	var b [13]byte
+	sec, us := uint64(usec/1e6), uint64(usec%1e6)
+	for i := 7; i >= 0; i-- {
+		b[i] = hex[sec&15]
+		sec >>= 4
+	}
+	for i := 12; i >= 8; i-- {
+		b[i] = hex[us&15]
+		us >>= 4
+	}
+	return string(b[:])
 }
 
 // IDTime returns the arrival time encoded in a queue ID.
@@ -229,7 +240,13 @@ func (w *Writer) Commit() error {
 	}
 	w.release()
 	if w.err == nil {
-		_, w.err = w.f.WriteAt([]byte(fmt.Sprintf("%020d", w.n)), w.lenOff)
+		var n [20]byte
+		v := w.n
+		for i := len(n) - 1; i >= 0; i-- {
+			n[i] = byte('0' + v%10)
+			v /= 10
+		}
+		_, w.err = w.f.WriteAt(n[:], w.lenOff)
 	}
 	if w.err == nil {
 		w.err = w.f.Chmod(0700)

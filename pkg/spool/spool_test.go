@@ -3,6 +3,7 @@ package spool
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -287,4 +288,34 @@ func TestPrepareModes(t *testing.T) {
 			t.Errorf("%s has mode %v, want %v", name, st.Mode(), want)
 		}
 	}
+}
+
+func TestFormatIDIsFixedWidthUpperHex(t *testing.T) {
+	for _, usec := range []int64{0, 1, 999999, 1000000, 1764213000123456, 0xFFFFFFFF*1e6 + 999999} {
+		got, want := FormatID(usec), fmt.Sprintf("%08X%05X", usec/1e6, usec%1e6)
+		if got != want || !ValidID(got) {
+			t.Fatalf("FormatID(%d) = %q, want %q", usec, got, want)
+		}
+		if tm, ok := IDTime(got); !ok || tm.UnixMicro() != usec {
+			t.Fatalf("IDTime(%q) = %v", got, tm)
+		}
+	}
+}
+
+func FuzzEscape(f *testing.F) {
+	for _, s := range []string{"", "%", "a b", "user@example.test", "\x00\xff%41", "ORCPT=rfc822;x+2By@z"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		e := Escape(s)
+		for i := 0; i < len(e); i++ {
+			if c := e[i]; c <= 0x20 || c >= 0x7f {
+				t.Fatalf("Escape(%q) = %q holds %#x", s, e, c)
+			}
+		}
+		back, err := Unescape(e)
+		if err != nil || back != s {
+			t.Fatalf("Unescape(Escape(%q)) = %q, %v", s, back, err)
+		}
+	})
 }
