@@ -138,7 +138,7 @@ func (s *Spool) Create(env *Envelope) (*Writer, error) {
 			}
 			continue
 		}
-		f, err := os.OpenFile(s.Path(Incoming, id), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0600)
+		f, err := openFile(s.Path(Incoming, id), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0600)
 		if errors.Is(err, os.ErrExist) {
 			continue // another process took the same microsecond
 		}
@@ -309,7 +309,7 @@ func (s *Spool) open(queue, id string, update bool) (*File, error) {
 	if update {
 		mode = os.O_RDWR
 	}
-	f, err := os.OpenFile(s.Path(queue, id), mode, 0)
+	f, err := openFile(s.Path(queue, id), mode, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -435,10 +435,44 @@ func (s *Spool) Move(id, from, to string) error {
 	if !ValidID(id) {
 		return fmt.Errorf("spool: invalid queue ID %q", id)
 	}
-	if err := os.Rename(s.Path(from, id), s.Path(to, id)); err != nil {
+	if err := rename(s.Path(from, id), s.Path(to, id)); err != nil {
 		return fmt.Errorf("spool: move %s from %s to %s: %w", id, from, to, err)
 	}
 	return nil
+}
+
+// rename moves a queue file, never over another one: a file already under
+// the name (an ID repeated after the clock stepped back) is an error, not
+// a message lost. One system call where the file system knows
+// RENAME_NOREPLACE; os.Rename, which looks at the target first, otherwise.
+func rename(from, to string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE)
+	if err == unix.EINVAL || err == unix.ENOSYS {
+		if _, err := os.Lstat(to); err == nil {
+			return &os.LinkError{Op: "rename", Old: from, New: to, Err: unix.EEXIST}
+		}
+		return os.Rename(from, to)
+	}
+	if err != nil {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
+	}
+	return nil
+}
+
+// openFile is os.OpenFile for queue files, which are regular files: opened
+// with one system call, not the several os.OpenFile spends finding out
+// that a regular file cannot be polled.
+func openFile(path string, flag int, perm uint32) (*os.File, error) {
+	for {
+		fd, err := unix.Open(path, flag|unix.O_CLOEXEC, perm)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		}
+		return os.NewFile(uintptr(fd), path), nil
+	}
 }
 
 // Remove deletes message id from queue.

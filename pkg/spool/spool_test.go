@@ -319,3 +319,29 @@ func FuzzEscape(f *testing.F) {
 		}
 	})
 }
+
+// A queue file is never moved over another: the second of two files with
+// one ID (the clock stepped back) stays where it was, and both survive.
+func TestMoveNeverReplacesAQueueFile(t *testing.T) {
+	s := newSpool(t)
+	const id = "6B0902DF76B24"
+	for q, body := range map[string]string{Incoming: "new", Deferred: "old"} {
+		if err := os.WriteFile(s.Path(q, id), []byte(body), 0700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Move(id, Incoming, Deferred); err == nil || !errors.Is(err, os.ErrExist) {
+		t.Fatalf("move over a queued file: %v", err)
+	}
+	for q, want := range map[string]string{Incoming: "new", Deferred: "old"} {
+		if b, err := os.ReadFile(s.Path(q, id)); err != nil || string(b) != want {
+			t.Fatalf("%s/%s: %q %v", q, id, b, err)
+		}
+	}
+	if err := s.Move(id, Incoming, Active); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Move(id, Incoming, Active); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("move of a file gone: %v", err)
+	}
+}
