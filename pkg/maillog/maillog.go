@@ -59,10 +59,14 @@ func (l *Logger) SetOutput(w io.Writer) {
 	l.mu.Unlock()
 }
 
+var lineBreaks = strings.NewReplacer("\r", "?", "\n", "?")
+
 func (l *Logger) emit(level, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	// One event, one line: a newline inside a value must not forge a second entry.
-	msg = strings.NewReplacer("\r", "?", "\n", "?").Replace(msg)
+	if strings.ContainsAny(msg, "\r\n") {
+		msg = lineBreaks.Replace(msg)
+	}
 	if level != "" {
 		msg = level + ": " + msg
 	}
