@@ -9,21 +9,16 @@ import (
 	"time"
 )
 
-func TestConcurrentCallersShareAndSucceed(t *testing.T) {
-	dir := t.TempDir()
-	s := New(dir)
+// concurrently runs fn(0..n-1) at once and fails the test on any error.
+func concurrently(t *testing.T, n int, fn func(i int) error) {
+	t.Helper()
 	var wg sync.WaitGroup
-	errs := make(chan error, 100)
-	for i := 0; i < 100; i++ {
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			p := filepath.Join(dir, "f"+string(rune('a'+i%26))+string(rune('0'+i/26)))
-			if err := os.WriteFile(p, []byte("x"), 0600); err != nil {
-				errs <- err
-				return
-			}
-			errs <- s.Sync()
+			errs <- fn(i)
 		}(i)
 	}
 	wg.Wait()
@@ -33,6 +28,18 @@ func TestConcurrentCallersShareAndSucceed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+func TestConcurrentCallersShareAndSucceed(t *testing.T) {
+	dir := t.TempDir()
+	s := New(dir)
+	concurrently(t, 100, func(i int) error {
+		p := filepath.Join(dir, "f"+string(rune('a'+i%26))+string(rune('0'+i/26)))
+		if err := os.WriteFile(p, []byte("x"), 0600); err != nil {
+			return err
+		}
+		return s.Sync()
+	})
 }
 
 func TestMissingDirReportsError(t *testing.T) {
@@ -87,32 +94,17 @@ func TestSyncSoon(t *testing.T) {
 func TestSyncFdSharesAndReportsBadDescriptor(t *testing.T) {
 	dir := t.TempDir()
 	var set Set
-	var wg sync.WaitGroup
-	errs := make(chan error, 40)
-	for i := 0; i < 40; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			if i%2 == 0 {
-				errs <- set.Sync(dir)
-				return
-			}
-			d, err := os.Open(dir)
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer d.Close()
-			errs <- set.SyncFd(dir, int(d.Fd()))
-		}(i)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
+	concurrently(t, 40, func(i int) error {
+		if i%2 == 0 {
+			return set.Sync(dir)
 		}
-	}
+		d, err := os.Open(dir)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		return set.SyncFd(dir, int(d.Fd()))
+	})
 	if err := New(dir).SyncFd(1 << 20); err == nil {
 		t.Fatal("fsync of a descriptor that is not open succeeded")
 	}
