@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/posthorn/posthorn/pkg/fsync"
 	"github.com/posthorn/posthorn/pkg/syncdir"
 	"golang.org/x/sys/unix"
 )
@@ -41,7 +42,13 @@ func Open(dir string) *Spool {
 func (s *Spool) Path(queue, id string) string { return filepath.Join(s.Dir, queue, id) }
 
 // SyncQueue makes every rename into or out of queue durable (group commit).
-func (s *Spool) SyncQueue(queue string) error { return s.syncers[queue].Sync() }
+func (s *Spool) SyncQueue(queue string) error {
+	s.openDirs()
+	if d := s.dirs[queue]; d != nil {
+		return s.syncers[queue].SyncFd(int(d.Fd()))
+	}
+	return s.syncers[queue].Sync()
+}
 
 // SyncQueueSoon schedules SyncQueue within d without waiting for it
 // (syncdir.Syncer.SyncSoon); errf receives a failure.
@@ -169,15 +176,21 @@ func (s *Spool) Create(env *Envelope) (*Writer, error) {
 	}
 }
 
-func (s *Spool) exists(id string) bool {
+// openDirs opens the queue folders once, for lookups by name and for the
+// folder fsyncs of group commit, which then need no open of their own.
+func (s *Spool) openDirs() {
 	s.dirsOnce.Do(func() {
 		s.dirs = map[string]*os.File{}
-		for _, q := range lookupQueues {
+		for _, q := range append([]string{Incoming}, lookupQueues[:]...) {
 			if d, err := os.Open(filepath.Join(s.Dir, q)); err == nil {
 				s.dirs[q] = d
 			}
 		}
 	})
+}
+
+func (s *Spool) exists(id string) bool {
+	s.openDirs()
 	var st unix.Stat_t
 	for _, q := range lookupQueues {
 		// One name looked up in a folder kept open, not a path walked from
@@ -252,7 +265,7 @@ func (w *Writer) Commit() error {
 		w.err = w.f.Chmod(0700)
 	}
 	if w.err == nil {
-		w.err = w.f.Sync()
+		w.err = fsync.File(w.f)
 	}
 	if cerr := w.f.Close(); w.err == nil {
 		w.err = cerr

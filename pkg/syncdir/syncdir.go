@@ -11,8 +11,10 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"github.com/posthorn/posthorn/pkg/fsync"
+	"golang.org/x/sys/unix"
 )
 
 // Syncer fsyncs one folder on behalf of many concurrent callers.
@@ -96,7 +98,7 @@ func (s *Syncer) SyncSoon(d time.Duration, errf func(error)) {
 // one meanwhile, to its maker. s.running is true.
 func (s *Syncer) run(r *round) {
 	if r.fd >= 0 {
-		r.err = fsync(r.fd, s.dir)
+		r.err = syncFd(r.fd, s.dir)
 	} else {
 		r.err = syncDir(s.dir)
 	}
@@ -113,27 +115,22 @@ func (s *Syncer) run(r *round) {
 	}
 }
 
-func fsync(fd int, dir string) error {
-	for {
-		err := syscall.Fsync(fd)
-		if err != syscall.EINTR {
-			if err != nil {
-				return &os.PathError{Op: "fsync", Path: dir, Err: err}
-			}
-			return nil
-		}
+func syncFd(fd int, dir string) error {
+	if err := fsync.Fd(fd); err != nil {
+		return &os.PathError{Op: "fsync", Path: dir, Err: err}
 	}
+	return nil
 }
 
+// syncDir opens dir for the fsync alone: with a plain open(2), not os.Open,
+// which would also offer the folder to the runtime's poller.
 func syncDir(dir string) error {
-	f, err := os.Open(dir)
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return &os.PathError{Op: "open", Path: dir, Err: err}
 	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	err = syncFd(fd, dir)
+	unix.Close(fd)
 	return err
 }
 
