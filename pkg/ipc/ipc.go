@@ -1,8 +1,11 @@
 // Package ipc is the one framing every posthorn daemon speaks over the Unix
 // stream sockets in the spool's private/ folder (DESIGN §1).
 //
-// A frame is a 4-byte big-endian length followed by that many bytes of JSON.
-// Open files travel beside a frame as SCM_RIGHTS ancillary data, so a daemon
+// A frame is a 4-byte big-endian length followed by that many bytes of JSON,
+// or of a type's own compact encoding (encoding.BinaryAppender and
+// BinaryUnmarshaler) for what crosses a socket once per message: such a body
+// starts with a control byte below 0x09 (tab), which no JSON text does, not
+// even with leading white space, so a receiver tells the two apart. Open files travel beside a frame as SCM_RIGHTS ancillary data, so a daemon
 // can hand another one exactly the file it may use (qmgr passes a queue file
 // to local, which never needs access to the spool).
 //
@@ -10,6 +13,7 @@
 package ipc
 
 import (
+	"encoding"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -76,21 +80,34 @@ func (c *Conn) SetDeadline(t time.Time) error { return c.c.SetDeadline(t) }
 // keeps reading.
 func (c *Conn) SetWriteDeadline(t time.Time) error { return c.c.SetWriteDeadline(t) }
 
-// Send writes v as one frame, with files attached.
+// Send writes v as one frame, with files attached: in v's own encoding when
+// it has one (encoding.BinaryAppender), else as JSON.
 func (c *Conn) Send(v any, files ...*os.File) error {
-	body, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("ipc: encode: %w", err)
+	var frame []byte
+	if a, ok := v.(encoding.BinaryAppender); ok {
+		var err error
+		frame, err = a.AppendBinary(make([]byte, 4, 256))
+		if err != nil {
+			return fmt.Errorf("ipc: encode: %w", err)
+		}
+		if len(frame) == 4 || !binaryBody(frame[4:]) {
+			return errors.New("ipc: encode: a binary body must start with a byte below 0x09")
+		}
+	} else {
+		body, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("ipc: encode: %w", err)
+		}
+		frame = make([]byte, 4+len(body))
+		copy(frame[4:], body)
 	}
-	if len(body) > MaxFrame {
-		return fmt.Errorf("ipc: frame of %d bytes exceeds %d", len(body), MaxFrame)
+	if len(frame)-4 > MaxFrame {
+		return fmt.Errorf("ipc: frame of %d bytes exceeds %d", len(frame)-4, MaxFrame)
 	}
 	if len(files) > MaxFiles {
 		return fmt.Errorf("ipc: %d files exceed %d", len(files), MaxFiles)
 	}
-	frame := make([]byte, 4+len(body))
-	binary.BigEndian.PutUint32(frame, uint32(len(body)))
-	copy(frame[4:], body)
+	binary.BigEndian.PutUint32(frame, uint32(len(frame)-4))
 	var oob []byte
 	if len(files) > 0 {
 		fds := make([]int, len(files))
@@ -129,7 +146,7 @@ func (c *Conn) Receive(v any) ([]*os.File, error) {
 			}
 			if len(c.buf) >= 4+int(n) {
 				body := c.buf[4 : 4+n]
-				err := json.Unmarshal(body, v)
+				err := decode(body, v)
 				c.buf = append(c.buf[:0], c.buf[4+n:]...)
 				files := c.files
 				c.files = nil
@@ -165,6 +182,21 @@ func init() {
 		panic("ipc: readBuf.oob too small for MaxFiles")
 	}
 }
+
+// decode reads a frame's body into v: v's own decoder for a body in a
+// binary encoding, JSON otherwise.
+func decode(body []byte, v any) error {
+	if binaryBody(body) {
+		u, ok := v.(encoding.BinaryUnmarshaler)
+		if !ok {
+			return fmt.Errorf("binary frame for %T, which has no binary encoding", v)
+		}
+		return u.UnmarshalBinary(body)
+	}
+	return json.Unmarshal(body, v)
+}
+
+func binaryBody(body []byte) bool { return len(body) > 0 && body[0] < 0x09 }
 
 func (c *Conn) fill() error {
 	rb := readBufs.Get().(*readBuf)

@@ -122,3 +122,39 @@ func TestCloseDuringReceive(t *testing.T) {
 		t.Fatal("Receive on a closed connection succeeded")
 	}
 }
+
+// bin has a binary encoding of its own: one version byte, then the text.
+type bin struct{ S string }
+
+func (b bin) AppendBinary(p []byte) ([]byte, error) { return append(append(p, 1), b.S...), nil }
+
+func (b *bin) UnmarshalBinary(p []byte) error {
+	if len(p) == 0 || p[0] != 1 {
+		return io.ErrUnexpectedEOF
+	}
+	b.S = string(p[1:])
+	return nil
+}
+
+// A type with a binary encoding travels in it, and still reads a JSON
+// frame (a peer from before it had one); a binary frame for a type without
+// one is an error, not a guess.
+func TestBinaryFrames(t *testing.T) {
+	a, b := pair(t)
+	go func() {
+		a.Send(bin{"compact"})
+		a.Send(struct{ S string }{"as json"})
+		a.Send(bin{"to the wrong type"})
+	}()
+	var v bin
+	if _, err := b.Receive(&v); err != nil || v.S != "compact" {
+		t.Fatalf("binary frame: %+v, %v", v, err)
+	}
+	if _, err := b.Receive(&v); err != nil || v.S != "as json" {
+		t.Fatalf("JSON frame into a binary type: %+v, %v", v, err)
+	}
+	var m msg
+	if _, err := b.Receive(&m); err == nil {
+		t.Fatalf("binary frame decoded into %T: %+v", m, m)
+	}
+}
