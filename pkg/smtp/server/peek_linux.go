@@ -21,7 +21,8 @@ func inputPending(c net.Conn) bool {
 	var n int32
 	var errno syscall.Errno
 	if err := rc.Control(func(fd uintptr) {
-		_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCINQ, uintptr(unsafe.Pointer(&n)))
+		// Raw: TIOCINQ only reads a counter, it never blocks.
+		_, _, errno = syscall.RawSyscall(syscall.SYS_IOCTL, fd, syscall.TIOCINQ, uintptr(unsafe.Pointer(&n)))
 	}); err != nil || errno != 0 {
 		return false
 	}
