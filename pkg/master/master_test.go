@@ -63,6 +63,26 @@ func TestServe(t *testing.T) {
 		}
 	}
 
+	// Every thread of every daemon runs with master's timer slack.
+	for _, svc := range []string{"smtpd", "qmgr", "local"} {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", kids[svc]))
+		if len(tasks) == 0 {
+			t.Errorf("%s: no threads found", svc)
+		}
+		for _, task := range tasks {
+			// The value is read per thread as /proc/TID/timerslack_ns.
+			f := filepath.Join("/proc", filepath.Base(task), "timerslack_ns")
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Errorf("%s: %v", svc, err)
+				continue
+			}
+			if got := strings.TrimSpace(string(b)); got != strconv.FormatInt(int64(TimerSlack), 10) {
+				t.Errorf("%s: %s = %s, want %d", svc, f, got, TimerSlack)
+			}
+		}
+	}
+
 	fi, err := os.Stat(cfg.TLS.KeyFile)
 	if err != nil {
 		t.Fatalf("no generated key: %v", err)
