@@ -19,7 +19,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/posthorn/posthorn/pkg/fsync"
 	"github.com/posthorn/posthorn/pkg/syncdir"
 	"golang.org/x/sys/unix"
 )
@@ -120,7 +119,7 @@ func (w *Writer) Deliver(root string, prefix []byte, body io.Reader) (name strin
 	if err != nil {
 		return fail("write", err)
 	}
-	if err := fsync.Fd(fd); err != nil {
+	if err := fsync(fd); err != nil {
 		return fail("fsync", err)
 	}
 	err = unix.Close(fd)
@@ -258,6 +257,14 @@ func notDir(mode uint32) error {
 		return errors.New("not a directory but a file")
 	default:
 		return fmt.Errorf("not a directory but a special file (mode %#o)", mode&unix.S_IFMT)
+	}
+}
+
+func fsync(fd int) error {
+	for {
+		if err := unix.Fsync(fd); err != unix.EINTR {
+			return err
+		}
 	}
 }
 

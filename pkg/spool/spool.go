@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/posthorn/posthorn/pkg/fsync"
 	"github.com/posthorn/posthorn/pkg/syncdir"
 	"golang.org/x/sys/unix"
 )
@@ -265,7 +264,7 @@ func (w *Writer) Commit() error {
 		w.err = w.f.Chmod(0700)
 	}
 	if w.err == nil {
-		w.err = fsync.File(w.f)
+		w.err = w.f.Sync()
 	}
 	if cerr := w.f.Close(); w.err == nil {
 		w.err = cerr

@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/posthorn/posthorn/pkg/fsync"
 	"golang.org/x/sys/unix"
 )
 
@@ -98,7 +97,7 @@ func (s *Syncer) SyncSoon(d time.Duration, errf func(error)) {
 // one meanwhile, to its maker. s.running is true.
 func (s *Syncer) run(r *round) {
 	if r.fd >= 0 {
-		r.err = syncFd(r.fd, s.dir)
+		r.err = fsync(r.fd, s.dir)
 	} else {
 		r.err = syncDir(s.dir)
 	}
@@ -115,11 +114,16 @@ func (s *Syncer) run(r *round) {
 	}
 }
 
-func syncFd(fd int, dir string) error {
-	if err := fsync.Fd(fd); err != nil {
-		return &os.PathError{Op: "fsync", Path: dir, Err: err}
+func fsync(fd int, dir string) error {
+	for {
+		err := unix.Fsync(fd)
+		if err != unix.EINTR {
+			if err != nil {
+				return &os.PathError{Op: "fsync", Path: dir, Err: err}
+			}
+			return nil
+		}
 	}
-	return nil
 }
 
 // syncDir opens dir for the fsync alone: with a plain open(2), not os.Open,
@@ -129,7 +133,7 @@ func syncDir(dir string) error {
 	if err != nil {
 		return &os.PathError{Op: "open", Path: dir, Err: err}
 	}
-	err = syncFd(fd, dir)
+	err = fsync(fd, dir)
 	unix.Close(fd)
 	return err
 }
