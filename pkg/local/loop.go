@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
 )
 
 // maxDeliveredTo bounds the Delivered-To values remembered from one
@@ -22,8 +23,18 @@ var errTooManyDeliveredTo = errors.New("too many Delivered-To headers")
 // its Delivered-To lines, lower-cased, as local(8) does to stop
 // forwarding loops: "If mail arrives for a recipient that is already
 // listed in a Delivered-To: header, the message is bounced."
+// headerReaders keep deliveredTo's buffers between deliveries: it runs for
+// every one, and a fresh 16 KB each time was most of what a delivery
+// allocated.
+var headerReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+
 func deliveredTo(r io.Reader) (map[string]bool, error) {
-	br := bufio.NewReaderSize(r, 16<<10)
+	br := headerReaders.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() {
+		br.Reset(nil)
+		headerReaders.Put(br)
+	}()
 	seen := map[string]bool{}
 	var cur []byte // value of the Delivered-To being read, unfolded
 	var l []byte   // the line being looked at

@@ -323,6 +323,9 @@ func parse(r io.ReaderAt, size int64) (*parsed, error) {
 func (p *parsed) parseResults(r io.ReaderAt) error {
 	start := p.contentOffset + p.contentSize
 	p.validEnd = start
+	if p.size <= start {
+		return nil // no result recorded yet: the usual case
+	}
 	br := bufio.NewReaderSize(io.NewSectionReader(r, start, p.size-start), 4096)
 	for {
 		s, err := br.ReadString('\n')

@@ -102,8 +102,8 @@ func newSession(srv *Server, cfg Config, c net.Conn, mode Mode) *session {
 		// The buffer holds a whole command line, so a line within the limit
 		// is read in one piece and a longer one is recognised and skipped
 		// without growing anything.
-		br:    bufio.NewReaderSize(rd, max(cfg.LineLengthLimit+2, 4096)),
-		bw:    bufio.NewWriterSize(c, 4096),
+		br:    newLineReader(rd, max(cfg.LineLengthLimit+2, 4096)),
+		bw:    newReplyWriter(c),
 		stats: map[string]*cmdStat{},
 		last:  "CONNECT",
 	}
@@ -127,13 +127,50 @@ func (s *session) dataBuf() {
 	}
 }
 
-// releaseData returns s.buf when the session ends.
+// releaseData returns s.buf and the command and reply buffers when the
+// session ends.
 func (s *session) releaseData() {
 	if s.buf != nil {
 		b := s.buf
 		s.buf = nil
 		dataBufs.Put(&b)
 	}
+	if s.br.Size() == lineBufSize {
+		s.br.Reset(nil)
+		lineReaders.Put(s.br)
+	}
+	if s.bw.Size() == replyBufSize {
+		s.bw.Reset(nil)
+		replyWriters.Put(s.bw)
+	}
+	s.br, s.bw = nil, nil
+}
+
+// A session's command reader and reply writer are kept between sessions
+// too: one connection per message is the usual pattern.
+const (
+	lineBufSize  = 4096
+	replyBufSize = 4096
+)
+
+var (
+	lineReaders  = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, lineBufSize) }}
+	replyWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, replyBufSize) }}
+)
+
+func newLineReader(r io.Reader, size int) *bufio.Reader {
+	if size != lineBufSize {
+		return bufio.NewReaderSize(r, size)
+	}
+	br := lineReaders.Get().(*bufio.Reader)
+	br.Reset(r)
+	return br
+}
+
+func newReplyWriter(w io.Writer) *bufio.Writer {
+	bw := replyWriters.Get().(*bufio.Writer)
+	bw.Reset(w)
+	return bw
 }
 
 // identify names the client for logs and Received: with its PTR name, which
@@ -403,7 +440,8 @@ func (s *session) execute(line string) {
 
 func statName(verb string) string {
 	for _, n := range statOrder[:len(statOrder)-1] {
-		if upperASCII(n) == verb {
+		// verb is upper case; the names are lower case ASCII.
+		if strings.EqualFold(n, verb) {
 			return n
 		}
 	}
