@@ -42,11 +42,17 @@ func (s *Spool) Path(queue, id string) string { return filepath.Join(s.Dir, queu
 
 // SyncQueue makes every rename into or out of queue durable (group commit).
 func (s *Spool) SyncQueue(queue string) error {
+	return s.syncQueueMark(queue, s.syncers[queue].Mark())
+}
+
+// syncQueueMark makes the entry counted as mark (syncdir.Syncer.Mark)
+// durable, with the folder kept open.
+func (s *Spool) syncQueueMark(queue string, mark uint64) error {
 	s.openDirs()
 	if d := s.dirs[queue]; d != nil {
-		return s.syncers[queue].SyncFd(int(d.Fd()))
+		return s.syncers[queue].SyncMark(int(d.Fd()), mark)
 	}
-	return s.syncers[queue].Sync()
+	return s.syncers[queue].SyncMark(-1, mark)
 }
 
 // SyncQueueSoon schedules SyncQueue within d without waiting for it
@@ -120,6 +126,7 @@ func ValidID(id string) bool {
 type Writer struct {
 	s      *Spool
 	id     string
+	mark   uint64 // the file's entry in incoming/, for the folder's group commit
 	f      *os.File
 	bw     *bufio.Writer
 	lenOff int64
@@ -165,7 +172,9 @@ func (s *Spool) Create(env *Envelope) (*Writer, error) {
 		hdr, off := encodeHeader(env)
 		bw := bufPool.Get().(*bufio.Writer)
 		bw.Reset(f)
-		w := &Writer{s: s, id: id, f: f, bw: bw,
+		// Counted now, so that a folder fsync starting while the message
+		// is received already covers the file's name (Commit).
+		w := &Writer{s: s, id: id, f: f, bw: bw, mark: s.syncers[Incoming].Mark(),
 			lenOff: int64(off), hdrLen: int64(len(hdr))}
 		if _, err := w.bw.Write(hdr); err != nil {
 			w.Abort()
@@ -271,7 +280,7 @@ func (w *Writer) Commit() error {
 	}
 	w.done = true
 	if w.err == nil {
-		w.err = w.s.SyncQueue(Incoming)
+		w.err = w.s.syncQueueMark(Incoming, w.mark)
 	}
 	if w.err != nil {
 		os.Remove(w.s.Path(Incoming, w.id))

@@ -20,11 +20,13 @@ import (
 type Syncer struct {
 	dir string
 
-	soon atomic.Bool // a SyncSoon is scheduled and has not started
+	soon  atomic.Bool   // a SyncSoon is scheduled and has not started
+	marks atomic.Uint64 // entries made so far, as counted by Mark
 
 	mu      sync.Mutex
-	running bool   // an fsync is in progress
+	running *round // the fsync in progress, nil when none
 	next    *round // the round that starts after the running one
+	durable uint64 // every mark up to this one is covered by a completed fsync
 }
 
 // A round is one fsync. The caller that made it runs it, in its own
@@ -38,6 +40,9 @@ type round struct {
 	// the round, which runs it, so the fsync needs no open of its own; -1
 	// when that caller had none.
 	fd int
+	// covers is the last mark made before the fsync started: every entry
+	// counted up to it is durable once the round succeeds.
+	covers uint64
 }
 
 // New returns a Syncer for dir.
@@ -53,13 +58,35 @@ func (s *Syncer) Sync() error { return s.SyncFd(-1) }
 
 // SyncFd is Sync for a caller holding the folder open as fd, which must
 // stay open until SyncFd returns; the shared fsync may use it.
-func (s *Syncer) SyncFd(fd int) error {
+func (s *Syncer) SyncFd(fd int) error { return s.SyncMark(fd, s.Mark()) }
+
+// Mark counts an entry the caller has just made in the folder (a file
+// created or renamed into it) and returns its number, for a SyncMark
+// later: a caller that has other work between the two (the spool writes
+// the message between creating its file and committing it) often finds
+// that an fsync started since has already made the entry durable.
+func (s *Syncer) Mark() uint64 { return s.marks.Add(1) }
+
+// SyncMark returns once the entry counted as mark m is durable: at once if
+// an fsync that started after the mark has completed, after the running
+// fsync if that one started after it, else after the next one. fd is as
+// for SyncFd.
+func (s *Syncer) SyncMark(fd int, m uint64) error {
 	s.mu.Lock()
+	if s.durable >= m {
+		s.mu.Unlock()
+		return nil
+	}
+	if r := s.running; r != nil && r.covers >= m {
+		s.mu.Unlock()
+		<-r.done
+		return r.err
+	}
 	r := s.next
 	if r == nil {
 		r = &round{done: make(chan struct{}), lead: make(chan struct{}), fd: fd}
-		if !s.running {
-			s.running = true
+		if s.running == nil {
+			s.start(r)
 			s.mu.Unlock()
 			s.run(r)
 			return r.err
@@ -73,6 +100,13 @@ func (s *Syncer) SyncFd(fd int) error {
 	s.mu.Unlock()
 	<-r.done
 	return r.err
+}
+
+// start makes r the running round; s.mu is held, and r's fsync begins
+// only after this.
+func (s *Syncer) start(r *round) {
+	r.covers = s.marks.Load()
+	s.running = r
 }
 
 // SyncSoon schedules an fsync of the folder to start within d and returns
@@ -94,24 +128,32 @@ func (s *Syncer) SyncSoon(d time.Duration, errf func(error)) {
 }
 
 // run does round r's fsync, then hands the next round, if callers made
-// one meanwhile, to its maker. s.running is true.
+// one meanwhile, to its maker. r is s.running.
 func (s *Syncer) run(r *round) {
-	if r.fd >= 0 {
-		r.err = fsync(r.fd, s.dir)
-	} else {
-		r.err = syncDir(s.dir)
-	}
-	close(r.done)
+	r.err = doSync(r.fd, s.dir)
 	s.mu.Lock()
+	if r.err == nil && r.covers > s.durable {
+		s.durable = r.covers
+	}
+	s.running = nil
 	n := s.next
 	s.next = nil
-	if n == nil {
-		s.running = false
+	if n != nil {
+		s.start(n)
 	}
 	s.mu.Unlock()
+	close(r.done)
 	if n != nil {
 		close(n.lead)
 	}
+}
+
+// doSync is the fsync of a round; tests replace it.
+var doSync = func(fd int, dir string) error {
+	if fd >= 0 {
+		return fsync(fd, dir)
+	}
+	return syncDir(dir)
 }
 
 func fsync(fd int, dir string) error {
@@ -162,7 +204,7 @@ func (s *Set) get(dir string) *Syncer {
 		if len(s.m) > 4096 {
 			for k, v := range s.m {
 				v.mu.Lock()
-				idle := !v.running && v.next == nil
+				idle := v.running == nil && v.next == nil
 				v.mu.Unlock()
 				if idle {
 					delete(s.m, k)

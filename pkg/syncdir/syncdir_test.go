@@ -109,3 +109,105 @@ func TestSyncFdSharesAndReportsBadDescriptor(t *testing.T) {
 		t.Fatal("fsync of a descriptor that is not open succeeded")
 	}
 }
+
+// countSyncs replaces the fsync with one that counts and, while hold is
+// not nil, waits on it; fail makes the next fsync fail.
+type countSyncs struct {
+	n    atomic.Int32
+	hold chan struct{}
+	fail atomic.Bool
+}
+
+func withCountedSyncs(t *testing.T) *countSyncs {
+	c := &countSyncs{}
+	orig := doSync
+	doSync = func(fd int, dir string) error {
+		c.n.Add(1)
+		if c.hold != nil {
+			<-c.hold
+		}
+		if c.fail.CompareAndSwap(true, false) {
+			return os.ErrInvalid
+		}
+		return orig(fd, dir)
+	}
+	t.Cleanup(func() { doSync = orig })
+	return c
+}
+
+// waitFor polls cond until it holds or a deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// An entry marked before an fsync started is durable once that fsync has
+// completed: its SyncMark needs no fsync of its own.
+func TestMarkCoveredByCompletedRound(t *testing.T) {
+	c := withCountedSyncs(t)
+	s := New(t.TempDir())
+	m := s.Mark()
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SyncMark(-1, m); err != nil || c.n.Load() != 1 {
+		t.Fatalf("SyncMark: %v after %d fsyncs, want nil after 1", err, c.n.Load())
+	}
+}
+
+// An entry marked while an fsync runs is not covered by it: SyncMark
+// waits for the next one. An entry marked before the running one started
+// waits for that one and makes no other.
+func TestMarkAndRunningRound(t *testing.T) {
+	c := withCountedSyncs(t)
+	c.hold = make(chan struct{})
+	s := New(t.TempDir())
+	before := s.Mark()
+	first := make(chan error, 1)
+	go func() { first <- s.Sync() }()
+	waitFor(t, "the first fsync to start", func() bool { return c.n.Load() == 1 })
+	after := s.Mark()
+
+	joined := make(chan error, 1)
+	go func() { joined <- s.SyncMark(-1, before) }()
+	later := make(chan error, 1)
+	go func() { later <- s.SyncMark(-1, after) }()
+	waitFor(t, "a next round", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.next != nil })
+	select {
+	case err := <-joined:
+		t.Fatalf("SyncMark of an entry the running fsync covers returned %v before it ended", err)
+	case err := <-later:
+		t.Fatalf("SyncMark of an entry made during the running fsync returned %v before it ended", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(c.hold)
+	for _, ch := range []chan error{first, joined, later} {
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := c.n.Load(); got != 2 {
+		t.Fatalf("%d fsyncs, want 2 (the running one and one after it)", got)
+	}
+}
+
+// A failed fsync makes nothing durable: the marks it would have covered
+// get a round of their own.
+func TestMarkAfterFailedRound(t *testing.T) {
+	c := withCountedSyncs(t)
+	s := New(t.TempDir())
+	m := s.Mark()
+	c.fail.Store(true)
+	if err := s.Sync(); err == nil {
+		t.Fatal("the failing fsync reported success")
+	}
+	if err := s.SyncMark(-1, m); err != nil || c.n.Load() != 2 {
+		t.Fatalf("SyncMark after a failed round: %v after %d fsyncs, want nil after 2", err, c.n.Load())
+	}
+}
