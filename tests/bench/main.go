@@ -329,7 +329,12 @@ func (r *result) String() string {
 	if r.relay {
 		kind, programs = " relay", relayPrograms
 	}
-	fmt.Fprintf(&b, "%-9s%s N=%d C=%d size=%d client=%s: %.0f msg/s end to end (%.2f s)", r.system, kind, r.l.n, r.l.c, r.l.size, r.client, r.rate(), r.elapsed.Seconds())
+	fmt.Fprintf(&b, "%-9s%s N=%d C=%d size=%d client=%s: %.0f msg/s end to end (%.2f s", r.system, kind, r.l.n, r.l.c, r.l.size, r.client, r.rate(), r.elapsed.Seconds())
+	if !r.lr.done.IsZero() && r.lr.done.After(r.lr.start) {
+		// How far delivery trailed the client: its last session ended here.
+		fmt.Fprintf(&b, "; client done at %.2f s", r.lr.done.Sub(r.lr.start).Seconds())
+	}
+	b.WriteString(")")
 	if len(r.lr.dataLat) > 0 {
 		fmt.Fprintf(&b, ", 250-reply p50 %s p99 %s (session p50 %s p99 %s)", ms(percentile(r.lr.dataLat, 0.5)), ms(percentile(r.lr.dataLat, 0.99)),
 			ms(percentile(r.lr.txnLat, 0.5)), ms(percentile(r.lr.txnLat, 0.99)))
