@@ -5,7 +5,9 @@
 // or of a type's own compact encoding (encoding.BinaryAppender and
 // BinaryUnmarshaler) for what crosses a socket once per message: such a body
 // starts with a control byte below 0x09 (tab), which no JSON text does, not
-// even with leading white space, so a receiver tells the two apart. Open files travel beside a frame as SCM_RIGHTS ancillary data, so a daemon
+// even with leading white space, so a receiver tells the two apart.
+//
+// Open files travel beside a frame as SCM_RIGHTS ancillary data, so a daemon
 // can hand another one exactly the file it may use (qmgr passes a queue file
 // to local, which never needs access to the spool).
 //

@@ -19,15 +19,15 @@ const maxDeliveredTo = 1000
 // maxDeliveredTo Delivered-To headers.
 var errTooManyDeliveredTo = errors.New("too many Delivered-To headers")
 
-// deliveredTo reads the header of a message and returns the addresses of
-// its Delivered-To lines, lower-cased, as local(8) does to stop
-// forwarding loops: "If mail arrives for a recipient that is already
-// listed in a Delivered-To: header, the message is bounced."
 // headerReaders keep deliveredTo's buffers between deliveries: it runs for
 // every one, and a fresh 16 KB each time was most of what a delivery
 // allocated.
 var headerReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
 
+// deliveredTo reads the header of a message and returns the addresses of
+// its Delivered-To lines, lower-cased, as local(8) does to stop
+// forwarding loops: "If mail arrives for a recipient that is already
+// listed in a Delivered-To: header, the message is bounced."
 func deliveredTo(r io.Reader) (map[string]bool, error) {
 	br := headerReaders.Get().(*bufio.Reader)
 	br.Reset(r)
