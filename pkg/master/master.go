@@ -283,7 +283,11 @@ func (m *Master) start(s *service) {
 		Pdeathsig:  syscall.SIGKILL,
 		Credential: s.cred,
 	}
-	if err := spawn(cmd); err != nil {
+	var slack time.Duration
+	if s.mailFlow {
+		slack = mailFlowTimerSlack
+	}
+	if err := spawn(cmd, slack); err != nil {
 		m.log.Warning("cannot start %s: %v", s.path, err)
 		m.schedule(s)
 		return

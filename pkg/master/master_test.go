@@ -63,24 +63,39 @@ func TestServe(t *testing.T) {
 		}
 	}
 
-	// Every thread of every daemon runs with master's timer slack.
-	for _, svc := range []string{"smtpd", "qmgr", "local"} {
-		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", kids[svc]))
-		if len(tasks) == 0 {
-			t.Errorf("%s: no threads found", svc)
-		}
+	// Every thread of the daemons that move mail runs with their timer
+	// slack; the others keep master's own.
+	slackOf := func(pid int) []string {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+		var out []string
 		for _, task := range tasks {
-			// The value is read per thread as /proc/TID/timerslack_ns.
-			f := filepath.Join("/proc", filepath.Base(task), "timerslack_ns")
-			b, err := os.ReadFile(f)
+			// Read per thread as /proc/TID/timerslack_ns.
+			b, err := os.ReadFile(filepath.Join("/proc", filepath.Base(task), "timerslack_ns"))
 			if err != nil {
-				t.Errorf("%s: %v", svc, err)
-				continue
+				t.Fatal(err)
 			}
-			if got := strings.TrimSpace(string(b)); got != strconv.FormatInt(int64(TimerSlack), 10) {
-				t.Errorf("%s: %s = %s, want %d", svc, f, got, TimerSlack)
+			out = append(out, strings.TrimSpace(string(b)))
+		}
+		if len(out) == 0 {
+			t.Fatalf("pid %d: no threads found", pid)
+		}
+		return out
+	}
+	masterSlack := slackOf(e.cmd.Process.Pid)[0]
+	for svc, pid := range kids {
+		want := masterSlack
+		switch svc {
+		case "smtpd", "qmgr", "local", "smtp", "pickup":
+			want = strconv.FormatInt(int64(mailFlowTimerSlack), 10)
+		}
+		for _, got := range slackOf(pid) {
+			if got != want {
+				t.Errorf("%s: a thread's timer slack is %s ns, want %s", svc, got, want)
 			}
 		}
+	}
+	if _, ok := kids["auth"]; !ok {
+		t.Errorf("no auth daemon among %v to compare with", kids)
 	}
 
 	fi, err := os.Stat(cfg.TLS.KeyFile)

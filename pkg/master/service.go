@@ -36,6 +36,9 @@ type spec struct {
 	// tls: the daemon reads the TLS key (tls.key_file) itself, and gets
 	// the group that may read it (keyGroup).
 	tls bool
+	// mailFlow: the daemon moves mail through the spool, one short
+	// system call after another, and runs with mailFlowTimerSlack.
+	mailFlow bool
 }
 
 // listenSpec is one listening socket. name is what the daemon looks it up
@@ -76,17 +79,17 @@ func specs(cfg *config.Config) ([]spec, error) {
 		}
 	}
 	if len(ls) > 0 {
-		out = append(out, spec{name: "smtpd", user: cfg.MailOwner, setting: "mail_owner", listen: ls, tls: true})
+		out = append(out, spec{name: "smtpd", user: cfg.MailOwner, setting: "mail_owner", listen: ls, tls: true, mailFlow: true})
 	}
 	out = append(out,
-		spec{name: "qmgr", user: cfg.MailOwner, setting: "mail_owner", listen: private("qmgr")},
+		spec{name: "qmgr", user: cfg.MailOwner, setting: "mail_owner", listen: private("qmgr"), mailFlow: true},
 		// Any local user may submit mail: public/pickup is world-writable;
 		// pickup learns who connected from the kernel (SO_PEERCRED).
-		spec{name: "pickup", user: cfg.MailOwner, setting: "mail_owner",
+		spec{name: "pickup", user: cfg.MailOwner, setting: "mail_owner", mailFlow: true,
 			listen: []listenSpec{{"pickup", "unix", filepath.Join(cfg.SpoolDir, spool.Public, "pickup"), 0666}}},
-		spec{name: "local", user: cfg.Local.DeliveryUser, setting: "local.delivery_user", listen: private("local")},
+		spec{name: "local", user: cfg.Local.DeliveryUser, setting: "local.delivery_user", listen: private("local"), mailFlow: true},
 		// smtp parses what remote servers send: it runs as the mail owner.
-		spec{name: "smtp", user: cfg.MailOwner, setting: "mail_owner", listen: private("smtp")},
+		spec{name: "smtp", user: cfg.MailOwner, setting: "mail_owner", listen: private("smtp"), mailFlow: true},
 		// auth keeps master's user, root in production: pam_unix reads
 		// /etc/shadow itself only as root (otherwise its helper checks
 		// the calling user's own password and nobody else's). Its socket
