@@ -61,9 +61,40 @@ func (l *Logger) SetOutput(w io.Writer) {
 
 var lineBreaks = strings.NewReplacer("\r", "?", "\n", "?")
 
+// lineBufs keep the buffers a line is built in: the mail daemons log a few
+// lines per message.
+var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
 func (l *Logger) emit(level, format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
+	if l.sys != nil {
+		l.emitSyslog(level, format, args...)
+		return
+	}
+	bp := lineBufs.Get().(*[]byte)
+	b := append((*bp)[:0], l.prefix...)
+	if level != "" {
+		b = append(append(b, level...), ": "...)
+	}
+	start := len(b)
+	b = fmt.Appendf(b, format, args...)
 	// One event, one line: a newline inside a value must not forge a second entry.
+	for i := start; i < len(b); i++ {
+		if b[i] == '\r' || b[i] == '\n' {
+			b[i] = '?'
+		}
+	}
+	b = append(b, '\n')
+	l.mu.Lock()
+	l.w.Write(b)
+	l.mu.Unlock()
+	if cap(b) <= 64<<10 {
+		*bp = b
+		lineBufs.Put(bp)
+	}
+}
+
+func (l *Logger) emitSyslog(level, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
 	if strings.ContainsAny(msg, "\r\n") {
 		msg = lineBreaks.Replace(msg)
 	}
@@ -72,18 +103,14 @@ func (l *Logger) emit(level, format string, args ...any) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.sys != nil {
-		switch level {
-		case "warning":
-			l.sys.Warning(msg)
-		case "fatal", "panic":
-			l.sys.Crit(msg)
-		default:
-			l.sys.Info(msg)
-		}
-		return
+	switch level {
+	case "warning":
+		l.sys.Warning(msg)
+	case "fatal", "panic":
+		l.sys.Crit(msg)
+	default:
+		l.sys.Info(msg)
 	}
-	io.WriteString(l.w, l.prefix+msg+"\n")
 }
 
 // Info logs an ordinary event.
