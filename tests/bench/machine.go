@@ -46,30 +46,37 @@ func setTopDir(dir string) error {
 	return nil
 }
 
-// cpuBusy returns the CPU time all processors spent busy since boot (not
-// idle, not waiting for I/O), from /proc/stat.
-func cpuBusy() time.Duration {
+// cpuTimes returns, from /proc/stat, the CPU time all processors spent
+// busy since boot (not idle, not waiting for I/O, not stolen) and the time
+// the hypervisor took from them (steal): on a shared virtual machine the
+// second varies from one round to the next and explains rounds that stand
+// out.
+func cpuTimes() (busy, steal time.Duration) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	f := strings.Fields(line)
 	if len(f) < 5 || f[0] != "cpu" {
-		return 0
+		return 0, 0
 	}
-	var busy uint64
+	var busyT, stealT uint64
 	for i, s := range f[1:] {
-		if i == 3 || i == 4 { // idle, iowait
-			continue
-		}
 		if i >= 8 { // guest time is already in user
 			break
 		}
 		v, _ := strconv.ParseUint(s, 10, 64)
-		busy += v
+		switch i {
+		case 3, 4: // idle, iowait
+		case 7:
+			stealT = v
+		default:
+			busyT += v
+		}
 	}
-	return time.Duration(float64(busy) / clockTicks * float64(time.Second))
+	ticks := func(t uint64) time.Duration { return time.Duration(float64(t) / clockTicks * float64(time.Second)) }
+	return ticks(busyT), ticks(stealT)
 }
 
 // ownCPU is the CPU time of this program and of the children it has

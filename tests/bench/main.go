@@ -126,6 +126,7 @@ type result struct {
 	clientCPU time.Duration // this program (the Go client, sampling) and smtp-source
 	sinkCPU   time.Duration // smtp-sink, in the relay case
 	otherCPU  time.Duration // everything else on the machine
+	stealCPU  time.Duration // taken by the hypervisor (steal)
 	relay     bool          // the relay case: delivered means received by smtp-sink
 	window    time.Duration // from the start of the load to the empty queue
 	problems  []string
@@ -177,7 +178,8 @@ func measure(sys mailSystem, l load, client string, sk *sink) *result {
 			sink0 = p.all()
 		}
 	}
-	busy0, own0, t0 := cpuBusy(), ownCPU(), time.Now()
+	busy0, steal0 := cpuTimes()
+	own0, t0 := ownCPU(), time.Now()
 	l.addr = sys.Addr()
 	if client == "smtp-source" {
 		r.lr = runSmtpSource(l)
@@ -225,7 +227,9 @@ func measure(sys mailSystem, l load, client string, sk *sink) *result {
 			r.sinkCPU = time.Duration(float64(p.all()-sink0) / clockTicks * float64(time.Second))
 		}
 	}
-	r.otherCPU = cpuBusy() - busy0 - r.clientCPU - r.sinkCPU - time.Duration(r.use.total*float64(time.Second))
+	busy1, steal1 := cpuTimes()
+	r.stealCPU = steal1 - steal0
+	r.otherCPU = busy1 - busy0 - r.clientCPU - r.sinkCPU - time.Duration(r.use.total*float64(time.Second))
 	if r.otherCPU < 0 {
 		r.otherCPU = 0
 	}
@@ -386,7 +390,7 @@ func (r *result) String() string {
 	if r.relay {
 		fmt.Fprintf(&b, "smtp-sink %.1f CPU-s, ", r.sinkCPU.Seconds())
 	}
-	fmt.Fprintf(&b, "other processes %.1f CPU-s", r.otherCPU.Seconds())
+	fmt.Fprintf(&b, "other processes %.1f CPU-s, taken by the hypervisor (steal) %.1f CPU-s", r.otherCPU.Seconds(), r.stealCPU.Seconds())
 	for _, p := range r.problems {
 		fmt.Fprintf(&b, "\n  FAIL: %s", p)
 	}
