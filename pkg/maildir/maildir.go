@@ -5,7 +5,8 @@
 // Delivery is Dovecot's atomic LDA save: create tmp/<unique> exclusively,
 // write, fsync, rename to new/<unique>,S=<size>,W=<vsize>, fsync new/. The
 // directory fsync is shared by concurrent deliveries into the same folder
-// (DESIGN §2.8).
+// (DESIGN §2.8), and waits a moment for those already under way
+// (syncdir.Syncer.Begin).
 package maildir
 
 import (
@@ -88,6 +89,16 @@ func (w *Writer) Deliver(root string, prefix []byte, body io.Reader) (name strin
 		return "", err
 	}
 	defer d.close()
+	// Counted as under way from here, so that an fsync of new/ about to
+	// start for another delivery waits a moment for this one's entry.
+	sy := w.syncs.Syncer(root + "/" + New)
+	sy.Begin()
+	entered := true
+	defer func() {
+		if entered {
+			sy.End()
+		}
+	}()
 
 	fd := -1
 	var base string
@@ -136,7 +147,8 @@ func (w *Writer) Deliver(root string, prefix []byte, body io.Reader) (name strin
 	if err := unix.Renameat(d.tmp, base, d.new, name); err != nil {
 		return fail("rename to new/", err)
 	}
-	if err := w.syncs.SyncFd(root+"/"+New, d.new); err != nil {
+	entered = false
+	if err := sy.SyncEntry(d.new); err != nil {
 		// The entry may not survive a crash, and the caller defers: take it
 		// back so the retry does not show the user a duplicate. If a reader
 		// already moved it to cur/ the removal fails and the retry

@@ -363,12 +363,18 @@ func TestReadErrorRemovesTmpFile(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "Maildir")
 	boom := errors.New("spool file vanished")
 	body := &failingReader{data: bytes.Repeat([]byte("x\n"), 100000), err: boom}
-	_, err := NewWriter("h").Deliver(root, []byte("P: 1\n"), body)
+	w := NewWriter("h")
+	_, err := w.Deliver(root, []byte("P: 1\n"), body)
 	if !errors.Is(err, boom) || !strings.Contains(err.Error(), "write") {
 		t.Fatalf("err = %v", err)
 	}
 	mustEmpty(t, filepath.Join(root, Tmp))
 	mustEmpty(t, filepath.Join(root, New))
+	// The failed delivery no longer counts as under way, or every later
+	// fsync of new/ would wait for it.
+	if n := w.syncs.Syncer(filepath.Join(root, New)).UnderWay(); n != 0 {
+		t.Fatalf("%d deliveries under way after a failed one", n)
+	}
 }
 
 func TestPermissionErrorIsReported(t *testing.T) {

@@ -4,7 +4,10 @@
 // folder itself is fsynced. Doing that once per message costs one disk flush
 // per message; instead, every caller that needs the folder durable asks one
 // Syncer, and a single fsync covers every rename that happened before it
-// started (DESIGN §2.8: shared, never skipped).
+// started (DESIGN §2.8: shared, never skipped). Callers that announce an
+// entry they are about to make (Begin) are waited for, briefly, by an
+// fsync about to start, as a database's group commit waits for the
+// transactions about to commit.
 package syncdir
 
 import (
@@ -27,7 +30,19 @@ type Syncer struct {
 	running *round // the fsync in progress, nil when none
 	next    *round // the round that starts after the running one
 	durable uint64 // every mark up to this one is covered by a completed fsync
+	// writers are callers between Begin and their SyncEntry or End: each
+	// is about to make an entry it will want durable. A round about to
+	// start on an idle folder waits for them, up to maxGather, so that
+	// one fsync covers their entries too (gather is closed when the last
+	// one arrives).
+	writers int
+	gather  chan struct{}
 }
+
+// maxGather bounds how long a round waits for writers under way. Their
+// remaining work is writing and fsyncing one file, a few milliseconds;
+// waiting longer would only hold up the callers.
+var maxGather = 5 * time.Millisecond
 
 // A round is one fsync. The caller that made it runs it, in its own
 // goroutine: at once when no fsync is running, else when the running
@@ -73,6 +88,54 @@ func (s *Syncer) Mark() uint64 { return s.marks.Add(1) }
 // for SyncFd.
 func (s *Syncer) SyncMark(fd int, m uint64) error {
 	s.mu.Lock()
+	return s.syncMarkLocked(fd, m)
+}
+
+// Begin tells s that the caller is about to make an entry in the folder
+// and will then call SyncEntry, or End if it gives up. An fsync about to
+// start waits a little for such callers (maxGather), so that deliveries
+// into the same folder at about the same time share one fsync even when
+// none of them is running yet when the first wants it.
+func (s *Syncer) Begin() {
+	s.mu.Lock()
+	s.writers++
+	s.mu.Unlock()
+}
+
+// End is for a caller that called Begin and makes no entry after all.
+func (s *Syncer) End() {
+	s.mu.Lock()
+	s.leave()
+	s.mu.Unlock()
+}
+
+// SyncEntry is SyncFd for a caller that called Begin and has now made its
+// entry.
+func (s *Syncer) SyncEntry(fd int) error {
+	m := s.Mark()
+	s.mu.Lock()
+	s.leave()
+	return s.syncMarkLocked(fd, m)
+}
+
+// UnderWay is the number of callers between Begin and SyncEntry or End.
+func (s *Syncer) UnderWay() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writers
+}
+
+// leave counts a writer out; s.mu is held.
+func (s *Syncer) leave() {
+	s.writers--
+	if s.writers == 0 && s.gather != nil {
+		close(s.gather)
+		s.gather = nil
+	}
+}
+
+// syncMarkLocked is SyncMark with s.mu held; it unlocks.
+func (s *Syncer) syncMarkLocked(fd int, m uint64) error {
 	if s.durable >= m {
 		s.mu.Unlock()
 		return nil
@@ -86,6 +149,9 @@ func (s *Syncer) SyncMark(fd int, m uint64) error {
 	if r == nil {
 		r = &round{done: make(chan struct{}), lead: make(chan struct{}), fd: fd}
 		if s.running == nil {
+			if s.writers > 0 {
+				s.gatherWriters(r)
+			}
 			s.start(r)
 			s.mu.Unlock()
 			s.run(r)
@@ -100,6 +166,27 @@ func (s *Syncer) SyncMark(fd int, m uint64) error {
 	s.mu.Unlock()
 	<-r.done
 	return r.err
+}
+
+// gatherWriters holds round r back, with s.mu held and released while
+// waiting, until the writers under way have made their entries or
+// maxGather has passed. Callers that come meanwhile join r.
+func (s *Syncer) gatherWriters(r *round) {
+	s.next = r
+	ch := make(chan struct{})
+	s.gather = ch
+	s.mu.Unlock()
+	t := time.NewTimer(maxGather)
+	select {
+	case <-ch:
+	case <-t.C:
+	}
+	t.Stop()
+	s.mu.Lock()
+	if s.gather == ch {
+		s.gather = nil
+	}
+	s.next = nil
 }
 
 // start makes r the running round; s.mu is held, and r's fsync begins
@@ -193,6 +280,9 @@ func (s *Set) Sync(dir string) error { return s.get(dir).Sync() }
 // SyncFd is Sync for a caller holding dir open as fd (Syncer.SyncFd).
 func (s *Set) SyncFd(dir string, fd int) error { return s.get(dir).SyncFd(fd) }
 
+// Syncer returns dir's Syncer, for Begin and SyncEntry.
+func (s *Set) Syncer(dir string) *Syncer { return s.get(dir) }
+
 func (s *Set) get(dir string) *Syncer {
 	s.mu.Lock()
 	if s.m == nil {
@@ -204,7 +294,7 @@ func (s *Set) get(dir string) *Syncer {
 		if len(s.m) > 4096 {
 			for k, v := range s.m {
 				v.mu.Lock()
-				idle := v.running == nil && v.next == nil
+				idle := v.running == nil && v.next == nil && v.writers == 0
 				v.mu.Unlock()
 				if idle {
 					delete(s.m, k)

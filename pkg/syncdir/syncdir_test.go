@@ -211,3 +211,68 @@ func TestMarkAfterFailedRound(t *testing.T) {
 		t.Fatalf("SyncMark after a failed round: %v after %d fsyncs, want nil after 2", err, c.n.Load())
 	}
 }
+
+// withMaxGather sets how long a round waits for writers under way.
+func withMaxGather(t *testing.T, d time.Duration) {
+	orig := maxGather
+	maxGather = d
+	t.Cleanup(func() { maxGather = orig })
+}
+
+// A round about to start waits for a writer under way (Begin), and one
+// fsync covers the entries of both.
+func TestRoundWaitsForWriterUnderWay(t *testing.T) {
+	c := withCountedSyncs(t)
+	withMaxGather(t, time.Minute)
+	s := New(t.TempDir())
+	s.Begin() // the writer, still making its entry
+	first := make(chan error, 1)
+	go func() { first <- s.Sync() }()
+	waitFor(t, "the first caller to wait", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.next != nil })
+	select {
+	case err := <-first:
+		t.Fatalf("Sync returned %v while a writer was under way", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	if err := s.SyncEntry(-1); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if got := c.n.Load(); got != 1 {
+		t.Fatalf("%d fsyncs for two entries made together, want 1", got)
+	}
+}
+
+// A writer that gives up (End) lets the waiting round start at once; one
+// that never comes holds it back no longer than maxGather.
+func TestRoundWaitIsBounded(t *testing.T) {
+	withCountedSyncs(t)
+	withMaxGather(t, time.Minute)
+	s := New(t.TempDir())
+	s.Begin()
+	done := make(chan error, 1)
+	go func() { done <- s.Sync() }()
+	waitFor(t, "the caller to wait", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.next != nil })
+	s.End()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Sync still waiting after the only writer gave up")
+	}
+
+	withMaxGather(t, 30*time.Millisecond)
+	s.Begin() // never makes its entry
+	defer s.End()
+	start := time.Now()
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < 30*time.Millisecond || took > 5*time.Second {
+		t.Fatalf("Sync with a writer that never came took %v, want maxGather (30ms) or a little more", took)
+	}
+}
