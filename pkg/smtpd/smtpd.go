@@ -13,7 +13,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -41,11 +43,27 @@ var listenerModes = []struct {
 	{"submissions", server.ModeSubmissions},
 }
 
+// spareProcessors doubles the number of goroutines the runtime runs at
+// once (GOMAXPROCS, by default one per CPU) unless the environment sets
+// GOMAXPROCS. Sessions commit with fsyncs that take milliseconds, and a
+// goroutine in a system call keeps its processor until the runtime's
+// monitor thread takes it back, up to a millisecond later with the timer
+// slack master gives smtpd. With one processor per CPU, two commits under
+// way held up every other session's next reply while the CPUs sat idle:
+// on the local-delivery benchmark 10% of the machine was idle, 6-8% with
+// twice the processors, and 5-10% more messages went through.
+func spareProcessors() {
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(2 * runtime.GOMAXPROCS(0))
+	}
+}
+
 // Run serves SMTP on the daemon's "smtp", "submission" and "submissions"
 // listeners until it is told to stop, then lets sessions finish within the
 // configured grace period. SIGHUP re-reads the configuration and the TLS
 // certificate.
 func Run(d *daemon.D) error {
+	spareProcessors()
 	cfg := d.Config()
 	b := NewBackend(cfg, d.Log)
 	certs := &tlscert.Store{}
