@@ -30,15 +30,17 @@ var lookupQueues = [...]string{Active, Deferred, Hold, Corrupt}
 
 // Open returns the spool at dir. It does not create anything (see Prepare).
 func Open(dir string) *Spool {
-	s := &Spool{Dir: dir, syncers: map[string]*syncdir.Syncer{}}
+	s := &Spool{Dir: filepath.Clean(dir), syncers: map[string]*syncdir.Syncer{}}
 	for _, q := range []string{Incoming, Active, Deferred, Hold, Corrupt} {
 		s.syncers[q] = syncdir.New(filepath.Join(dir, q))
 	}
 	return s
 }
 
-// Path returns the file name of message id in queue.
-func (s *Spool) Path(queue, id string) string { return filepath.Join(s.Dir, queue, id) }
+// Path returns the file name of message id in queue. It is built by plain
+// concatenation, not filepath.Join, as it is several times per message;
+// callers pass one of the queue names and a checked queue ID.
+func (s *Spool) Path(queue, id string) string { return s.Dir + "/" + queue + "/" + id }
 
 // SyncQueue makes every rename into or out of queue durable (group commit).
 func (s *Spool) SyncQueue(queue string) error {

@@ -581,3 +581,27 @@ func TestReplyFormatting(t *testing.T) {
 		t.Errorf("Error() = %q", r.Error())
 	}
 }
+
+func TestLazyDeadline(t *testing.T) {
+	const timeout = time.Hour
+	var d lazyDeadline
+	var sets []time.Time
+	set := func(at time.Time) error { sets = append(sets, at); return nil }
+
+	d.extend(set, timeout)
+	if len(sets) != 1 || time.Until(sets[0]) < timeout {
+		t.Fatalf("first extend set %v, want one deadline at least %v away", sets, timeout)
+	}
+	// Commands in quick succession leave the deadline where it is.
+	d.extend(set, timeout)
+	d.extend(set, timeout)
+	if len(sets) != 1 {
+		t.Fatalf("deadline moved %d times for commands in quick succession", len(sets)-1)
+	}
+	// Once less than the timeout is left, it moves.
+	d.at = time.Now().Add(timeout - time.Second)
+	d.extend(set, timeout)
+	if len(sets) != 2 || time.Until(sets[1]) < timeout {
+		t.Fatalf("deadline with less than the timeout left: sets %v", sets)
+	}
+}

@@ -28,6 +28,7 @@ type connReader struct {
 	conn    net.Conn
 	timeout time.Duration
 	refresh bool
+	dl      lazyDeadline // the read deadline
 	// flush sends queued replies. It runs before every network read, which
 	// the bufio.Reader above makes only when it has run out of input: the
 	// moment RFC 2920 §3.2 says pipelined replies must go out, since the
@@ -40,9 +41,26 @@ func (r *connReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	if r.refresh {
-		r.conn.SetReadDeadline(time.Now().Add(r.timeout))
+		r.dl.extend(r.conn.SetReadDeadline, r.timeout)
 	}
 	return r.conn.Read(p)
+}
+
+// lazyDeadline keeps a connection's read or write deadline at least a
+// timeout away without moving it for every command: it is re-armed, to
+// 17/16 of the timeout from now, only once less than the timeout is left.
+// A client so always gets at least the configured timeout (at most 1/16
+// more), and a session costs the runtime a timer change or two instead of
+// one per command and reply.
+type lazyDeadline struct{ at time.Time }
+
+func (d *lazyDeadline) extend(set func(time.Time) error, timeout time.Duration) {
+	now := time.Now()
+	if d.at.Sub(now) >= timeout {
+		return
+	}
+	d.at = now.Add(timeout + timeout/16)
+	set(d.at)
 }
 
 // bdatState is a BDAT transaction in progress (RFC 3030).
@@ -67,11 +85,12 @@ type session struct {
 	log     *maillog.Logger
 	// raw is the accepted connection and conn the one spoken on; they differ
 	// once STARTTLS wraps raw. Shutdown acts on raw, which always works.
-	raw  net.Conn
-	conn net.Conn
-	rd   *connReader
-	br   *bufio.Reader
-	bw   *bufio.Writer
+	raw     net.Conn
+	conn    net.Conn
+	rd      *connReader
+	br      *bufio.Reader
+	bw      *bufio.Writer
+	writeDL lazyDeadline
 
 	info   ConnInfo
 	client string // "name[addr]" as Postfix logs it
@@ -298,7 +317,7 @@ func (s *session) count(name string, ok bool) {
 // bare LF both end a command line: unlike message data, a command cannot
 // be smuggled past another MTA's parser, and Postfix accepts both.
 func (s *session) readCommand() (string, error) {
-	s.conn.SetReadDeadline(time.Now().Add(s.cfg.Timeout))
+	s.rd.dl.extend(s.conn.SetReadDeadline, s.cfg.Timeout)
 	if s.env == nil {
 		s.idle.Store(true)
 		defer s.idle.Store(false)
@@ -358,7 +377,7 @@ func (s *session) flush() error {
 	if s.bw.Buffered() == 0 {
 		return nil
 	}
-	s.conn.SetWriteDeadline(time.Now().Add(s.cfg.Timeout))
+	s.writeDL.extend(s.conn.SetWriteDeadline, s.cfg.Timeout)
 	if err := s.bw.Flush(); err != nil {
 		s.quit = true
 		return fmt.Errorf("write to %s: %w", s.client, err)

@@ -104,6 +104,9 @@ func (s *session) handshake() bool {
 	s.info.TLS = &st
 	s.conn = tc
 	s.rd.conn = tc
+	// The handshake's deadline replaced both: the next command and reply
+	// arm their own.
+	s.rd.dl, s.writeDL = lazyDeadline{}, lazyDeadline{}
 	s.br = bufio.NewReaderSize(s.rd, s.br.Size())
 	s.bw = bufio.NewWriterSize(tc, 4096)
 	s.log.Info("Anonymous TLS connection established from %s: %s", s.client, describeTLS(&st))
