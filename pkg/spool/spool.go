@@ -38,7 +38,7 @@ func Open(dir string) *Spool {
 }
 
 // Path returns the file name of message id in queue. It is built by plain
-// concatenation, not filepath.Join, as it is several times per message;
+// concatenation, not filepath.Join, as it runs several times per message;
 // callers pass one of the queue names and a checked queue ID.
 func (s *Spool) Path(queue, id string) string { return s.Dir + "/" + queue + "/" + id }
 
