@@ -222,9 +222,9 @@ func remoteIP(a net.Addr) net.IP {
 }
 
 // interruptIfIdle ends a wait for a command outside a transaction, for
-// Shutdown. The session sets its deadline before it marks itself idle and
-// checks the draining flag after, so either it sees the flag or this
-// deadline lands after its own.
+// Shutdown. The session sets (or keeps) its deadline before it marks
+// itself idle and checks the draining flag after, so either it sees the
+// flag or this deadline lands after its own.
 func (s *session) interruptIfIdle() {
 	if s.idle.Load() {
 		s.raw.SetReadDeadline(time.Now())
